@@ -1,0 +1,3 @@
+from productgen.cli import app
+
+app()
