@@ -1,11 +1,12 @@
 """`productgen <verb>`: parse arguments, build the config objects, call the library, report.
 
 Environment variables are read here and only here. Errors the user can act on print one line
-(`error: ...`) and exit 2; no traceback reaches the user for bad input.
+(`error: ...`) and exit 2; no traceback reaches the user for bad input (PRODUCTGEN_DEBUG=1 shows it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -53,6 +54,8 @@ def _one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except USER_ERRORS as e:
+            if os.environ.get("PRODUCTGEN_DEBUG"):
+                raise
             message = " ".join(str(e).split())
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(2) from None
@@ -154,3 +157,82 @@ def encode_cmd(
     config = EncodeConfig(model=model or DEFAULT_MODEL, batch_size=batch_size)
     summary = encode_snapshot(snapshot, cache_dir, config)
     _report(summary.to_json(), as_json, f"encoded {snapshot}")
+
+
+@app.command("train")
+@_one_line_errors
+def train_cmd(
+    snapshot: Annotated[Path, typer.Argument(help="Snapshot folder (ingested and encoded).")],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, samples, run.json.")],
+    preset: Annotated[str, typer.Option(help="cpu-demo or gpu.")] = "cpu-demo",
+    model: Annotated[str | None, typer.Option(help="Model family: cgan or cvae.")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out from its latest checkpoint.")
+    ] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a setting: --set batch_size=128 (JSON values)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON line.")] = False,
+) -> None:
+    """Train a text-conditioned generator on a snapshot's photos."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from productgen.train import train, train_config
+
+    overrides: dict[str, object] = {"family": model, "max_minutes": max_minutes, "max_steps": max_steps}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set {item!r}: write it as name=value")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    config = train_config(preset, **overrides)
+    if max_steps is not None and max_minutes is None:
+        config = dataclasses.replace(config, max_minutes=None)  # steps alone decide
+
+    columns = (
+        TextColumn("step {task.completed:.0f}"),
+        BarColumn(),
+        TextColumn("{task.fields[rate]:>6.0f} img/s  {task.fields[losses]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, disable=as_json, transient=False) as bar:
+        task = bar.add_task("train", total=None, rate=0.0, losses="")
+
+        def on_progress(p) -> None:  # rich shows the ETA from steps or the time budget
+            total = p.max_steps if p.max_steps else None
+            if total is None and p.max_seconds:
+                total = p.step * p.max_seconds / max(p.elapsed_s, 1e-9)
+            losses = "  ".join(f"{k} {v:.3f}" for k, v in p.metrics.items())
+            bar.update(task, completed=p.step, total=total, rate=p.images_per_s, losses=losses)
+
+        result = train(snapshot, out, config, resume=resume, on_progress=on_progress)
+    summary = {
+        "run": str(result.run_dir), "step": result.step, "seconds": round(result.seconds, 1),
+        "images_per_s": round(result.images_per_s, 1), "metrics": result.metrics,
+        "sample_sheet": str(result.sample_sheet),
+    }  # fmt: skip
+    _report(summary, as_json, f"trained {out}")
+
+
+@app.command("sample")
+@_one_line_errors
+def sample_cmd(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `productgen train`.")],
+    text: Annotated[list[str], typer.Option(help="Description to render; repeat for several.")],
+    n: Annotated[int, typer.Option("-n", help="Images per description.")] = 8,
+    out: Annotated[Path, typer.Option(help="PNG sheet to write.")] = Path("sheet.png"),
+    seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
+) -> None:
+    """Render free-text descriptions with a trained model into a labelled sheet."""
+    from productgen.render import sample_sheet
+
+    read = sample_sheet(run, text, n=n, out=out, seed=seed)
+    for prompt, what in zip(text, read, strict=True):
+        typer.echo(f"{prompt!r}: colour {what['colour'] or '-'}, category {what['category'] or '-'}")
+    typer.echo(f"sheet: {out}")

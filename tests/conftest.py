@@ -57,3 +57,26 @@ def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> S3Settings:
     }.items():
         monkeypatch.setenv(name, value)
     return S3Settings(endpoint_url=s3_endpoint)
+
+
+@pytest.fixture(scope="session")
+def text_encoder():
+    """The packaged MiniLM model, loaded once for the session."""
+    from productgen.text import EncodeConfig, TextEncoder
+
+    return TextEncoder(EncodeConfig())
+
+
+@pytest.fixture(scope="session")
+def tiny_snapshot(
+    fashion_mnist: FashionMNIST, text_encoder, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A demo catalog of 280 rows (240 train, 40 holdout), ingested and encoded: ready to train."""
+    from productgen.catalog.ingest import ingest
+    from productgen.text import EncodeConfig, encode_snapshot
+
+    root = tmp_path_factory.mktemp("tiny")
+    demo = build_demo_catalog(fashion_mnist, root / "demo", limit=280, seed=0)
+    ingest(demo.catalog_parquet, root / "snap")
+    encode_snapshot(root / "snap", root / "cache", EncodeConfig(), encoder=text_encoder)
+    return root / "snap"

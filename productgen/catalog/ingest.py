@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,9 @@ import pyarrow.parquet as pq
 from productgen.catalog.readers import CatalogFileError, RawBatch, detect_format, read_batches
 from productgen.catalog.schema import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from productgen.catalog.tables import atomic_path
-from productgen.storage import S3Settings, download_uri
+
+if TYPE_CHECKING:
+    from productgen.storage import S3Settings
 
 __all__ = [
     "DESCRIPTION_FIELDS",
@@ -420,6 +423,8 @@ def ingest_source(
     """Ingest a local path or an s3://bucket/key URI (downloaded first) into `out_dir`."""
     if not source.startswith("s3://"):
         return ingest(Path(source), out_dir, image_root=image_root)
+    from productgen.storage import S3Settings, download_uri  # boto3 only when S3 is used
+
     detect_format(source)  # fail on the name before any download
     with tempfile.TemporaryDirectory(prefix="productgen-ingest-") as tmp:
         local = download_uri(source, Path(tmp) / Path(source).name, s3 or S3Settings())

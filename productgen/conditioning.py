@@ -1,0 +1,127 @@
+"""What the generator is conditioned on, built the same way for catalog rows and free-text prompts.
+
+A condition vector concatenates, in a fixed order, the parts named by `ConditionConfig.parts`:
+
+    description  MiniLM embedding of the whole description              (384)
+    color        MiniLM embedding of the colour field alone              (384)
+    category     MiniLM embedding of the category field alone            (384)
+    rgb          explicit colour from the colour-name table, in [-1, 1]  (3)
+
+A missing part is zeros. Per-field embeddings and the explicit colour exist because the title's
+embedding alone controls colour and category poorly (see README, "Text control"). For a prompt
+with no fields, the colour comes from the colour words it contains and the category from the
+nearest known category name in embedding space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from productgen.colors import colour_rgb, find_colour, rgb_to_unit
+from productgen.text import TextEncoder, read_embeddings
+
+__all__ = ["PARTS", "ConditionConfig", "Vocabulary", "prompt_conditions", "snapshot_conditions"]
+
+PARTS = ("description", "color", "category", "rgb")
+
+
+@dataclass(frozen=True)
+class ConditionConfig:
+    """Which parts make the condition vector, and the text embedding size."""
+
+    parts: tuple[str, ...] = PARTS
+    text_dim: int = 384
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.parts if p not in PARTS]
+        if unknown or not self.parts:
+            raise ValueError(f"conditioning parts must be among {', '.join(PARTS)}; got {list(self.parts)}")
+
+    @property
+    def dim(self) -> int:
+        return sum(3 if part == "rgb" else self.text_dim for part in self.parts)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The structured attribute values seen in training, with their embeddings (for prompts)."""
+
+    categories: list[str]
+    colors: list[str]
+    category_embeddings: np.ndarray  # (len(categories), text_dim)
+
+    def labels(self, values: Sequence[str | None], attribute: str) -> np.ndarray:
+        """Class index per value; -1 for missing or unseen values."""
+        index = {v: i for i, v in enumerate(self.categories if attribute == "category" else self.colors)}
+        return np.array([index.get(v, -1) if v else -1 for v in values], np.int64)
+
+
+def _rgb_of(color: str | None, title: str) -> np.ndarray:
+    rgb = colour_rgb(color) if color else None
+    if rgb is None:
+        found = find_colour(title)
+        rgb = found[1] if found else None
+    return rgb_to_unit(rgb)
+
+
+def _assemble(config: ConditionConfig, parts: dict[str, np.ndarray]) -> np.ndarray:
+    return np.concatenate([parts[name] for name in config.parts], axis=1).astype(np.float32)
+
+
+def snapshot_conditions(snapshot: Path, config: ConditionConfig) -> tuple[np.ndarray, pd.DataFrame]:
+    """Condition vectors (N, config.dim) for every valid row, and those rows' fields."""
+    rows = pq.read_table(snapshot / "valid.parquet", columns=None).to_pandas()
+    rows = rows.astype({c: object for c in ("title", "color", "category")}).where(rows.notna(), None)
+    if not (snapshot / "embeddings.parquet").is_file():
+        raise ValueError(f"{snapshot}: no embeddings.parquet; run `productgen encode {snapshot}` first")
+    parts = {}
+    for name, column in (
+        ("description", "embedding"),
+        ("color", "color_embedding"),
+        ("category", "category_embedding"),
+    ):
+        if name in config.parts:
+            parts[name] = np.nan_to_num(read_embeddings(snapshot, column))
+    if "rgb" in config.parts:
+        parts["rgb"] = np.stack([_rgb_of(c, t) for c, t in zip(rows["color"], rows["title"], strict=True)])
+    conditions = _assemble(config, parts)
+    assert conditions.shape == (len(rows), config.dim), conditions.shape
+    return conditions, rows
+
+
+def prompt_conditions(
+    texts: Sequence[str], encoder: TextEncoder, vocabulary: Vocabulary, config: ConditionConfig
+) -> tuple[np.ndarray, list[dict[str, str | None]]]:
+    """Condition vectors for free-text prompts, and what was read from each (colour, category)."""
+    description = encoder.encode(list(texts))  # (N, D)
+    colours = [find_colour(t) for t in texts]
+    colour_names = sorted({c[0] for c in colours if c})
+    colour_vectors = (
+        dict(zip(colour_names, encoder.encode(colour_names), strict=True)) if colour_names else {}
+    )
+    zero = np.zeros(config.text_dim, np.float32)
+    category_idx = (description @ vocabulary.category_embeddings.T).argmax(1) if vocabulary.categories else []
+    parts = {
+        "description": description,
+        "color": np.stack([colour_vectors[c[0]] if c else zero for c in colours]),
+        "category": np.stack(
+            [vocabulary.category_embeddings[i] for i in category_idx]
+            if vocabulary.categories
+            else [zero] * len(texts)
+        ),
+        "rgb": np.stack([rgb_to_unit(c[1] if c else None) for c in colours]),
+    }
+    read = [
+        {
+            "colour": c[0] if c else None,
+            "category": vocabulary.categories[i] if vocabulary.categories else None,
+        }
+        for c, i in zip(colours, category_idx if vocabulary.categories else [0] * len(texts), strict=True)
+    ]
+    return _assemble(config, parts), read

@@ -1,0 +1,164 @@
+"""Does the image match its description? A judge classifier and control accuracy on renders.
+
+The judge is a small CNN trained on the real photos of the catalog's train split, with one head
+per controlled attribute (category, colour). Its accuracy on the real holdout photos is the
+ceiling a generator is compared against: control ratio = accuracy on renders / accuracy on real.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from productgen.checkpoint import load_checkpoint, save_checkpoint
+from productgen.conditioning import ConditionConfig
+from productgen.dataset import TrainingSet, load_training_set
+from productgen.render import generate, noise_seed
+from productgen.runs import TrainedGenerator
+
+__all__ = ["Judge", "JudgeNet", "control_accuracy", "judge_accuracy", "load_or_train_judge", "train_judge"]
+
+
+class JudgeNet(nn.Module):
+    """(B, 3, S, S) in [-1, 1] -> {attribute: logits (B, K)}. Three conv stages, one head each."""
+
+    def __init__(self, classes: dict[str, int], width: int = 32) -> None:
+        super().__init__()
+
+        def stage(c_in: int, c_out: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
+                nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2),
+            )  # fmt: skip
+
+        self.features = nn.Sequential(stage(3, width), stage(width, width * 2), nn.AdaptiveAvgPool2d(4))
+        self.trunk = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(width * 2 * 16, 256), nn.ReLU())
+        self.heads = nn.ModuleDict({name: nn.Linear(256, k) for name, k in classes.items()})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.trunk(self.features(x))
+        return {name: head(h) for name, head in self.heads.items()}
+
+
+@dataclass
+class Judge:
+    net: JudgeNet
+    classes: dict[str, list[str]]  # attribute -> class names (the training vocabulary)
+    real_accuracy: dict[str, float]  # on the real holdout photos
+
+
+def _as_input(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 127.5 - 1
+
+
+@torch.no_grad()
+def predict(net: JudgeNet, images: torch.Tensor, batch_size: int = 512) -> dict[str, torch.Tensor]:
+    """uint8 (N, 3, S, S) -> {attribute: predicted class (N,)}."""
+    net.eval()
+    out: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, len(images), batch_size):
+        for name, logits in net(_as_input(images[i : i + batch_size])).items():
+            out.setdefault(name, []).append(logits.argmax(1))
+    return {name: torch.cat(parts) for name, parts in out.items()}
+
+
+def judge_accuracy(net: JudgeNet, images: torch.Tensor, labels: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Per-attribute accuracy over rows whose label is known."""
+    predicted = predict(net, images)
+    result = {}
+    for name, target in labels.items():
+        known = target >= 0
+        if name in predicted and known.any():
+            result[name] = float((predicted[name][known] == target[known]).float().mean())
+    return result
+
+
+def train_judge(train: TrainingSet, holdout: TrainingSet, *, epochs: int = 4, seed: int = 0) -> Judge:
+    """Train the judge on real train photos; measure it on real holdout photos."""
+    torch.manual_seed(seed)
+    classes = {"category": train.vocabulary.categories, "color": train.vocabulary.colors}
+    classes = {k: v for k, v in classes.items() if k in train.labels and len(v) > 1}
+    net = JudgeNet({k: len(v) for k, v in classes.items()})
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    steps = epochs * ((len(train) + 127) // 128)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    for _ in range(epochs):
+        net.train()
+        for idx in torch.randperm(len(train)).split(128):
+            x = _as_input(train.images[idx])
+            # flips and shifts teach shape, not position; colour is never altered
+            if torch.rand(()) < 0.5:
+                x = x.flip(3)
+            logits = net(x)
+            loss = sum(F.cross_entropy(logits[k], train.labels[k][idx], ignore_index=-1) for k in classes)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            schedule.step()
+    holdout_labels = _relabel(holdout, classes)
+    return Judge(net.eval(), classes, judge_accuracy(net, holdout.images, holdout_labels))
+
+
+def _relabel(data: TrainingSet, classes: dict[str, list[str]]) -> dict[str, torch.Tensor]:
+    """Labels of `data` in the judge's class order (-1 where the value is unknown to the judge)."""
+    out = {}
+    for name, names in classes.items():
+        index = {v: i for i, v in enumerate(names)}
+        column = data.rows[name].tolist()
+        out[name] = torch.tensor([index.get(v, -1) if v else -1 for v in column], dtype=torch.int64)
+    return out
+
+
+def load_or_train_judge(snapshot: Path, image_size: int, *, epochs: int = 4) -> tuple[Judge, TrainingSet]:
+    """The judge for this snapshot's photos, cached per data fingerprint; and the holdout set."""
+    conditioning = ConditionConfig()
+    train = load_training_set(snapshot, image_size, conditioning, exclude_split="holdout")
+    holdout = load_training_set(snapshot, image_size, conditioning, exclude_split="train")
+    path = snapshot / ".cache" / f"judge-{image_size}px-{train.fingerprint}-e{epochs}.safetensors"
+    if path.is_file():
+        tensors, meta = load_checkpoint(path)
+        net = JudgeNet({k: len(v) for k, v in meta["classes"].items()})
+        net.load_state_dict(tensors)
+        return Judge(net.eval(), meta["classes"], meta["real_accuracy"]), holdout
+    judge = train_judge(train, holdout, epochs=epochs)
+    meta = {
+        "classes": judge.classes,
+        "real_accuracy": judge.real_accuracy,
+        "train_fingerprint": train.fingerprint,
+    }
+    save_checkpoint(path, judge.net.state_dict(), meta)
+    return judge, holdout
+
+
+def control_accuracy(
+    judge: Judge, trained: TrainedGenerator, holdout: TrainingSet, *, limit: int | None = None
+) -> dict[str, object]:
+    """Render the holdout descriptions and judge them: accuracy and ratio to the real photos'."""
+    n = len(holdout) if limit is None else min(limit, len(holdout))
+    conditions = holdout.conditions[:n].numpy()
+    seeds = [noise_seed(sku, trained.version) for sku in holdout.rows["sku"][:n]]
+    renders = torch.cat(
+        [
+            torch.from_numpy(generate(trained, conditions[i : i + 512], seeds[i : i + 512])).permute(
+                0, 3, 1, 2
+            )
+            for i in range(0, n, 512)
+        ]
+    )
+    labels = {k: v[:n] for k, v in _relabel(holdout, judge.classes).items()}
+    accuracy = judge_accuracy(judge.net, renders, labels)
+    return {
+        "rows": n,
+        "accuracy": accuracy,
+        "real_accuracy": judge.real_accuracy,
+        "ratio": {k: accuracy[k] / judge.real_accuracy[k] for k in accuracy if judge.real_accuracy.get(k)},
+    }
+
+
+def write_json(path: Path, content: dict[str, object]) -> None:
+    path.write_text(json.dumps(content, indent=2) + "\n")

@@ -1,0 +1,77 @@
+"""Building blocks: conditional BatchNorm and residual up/down blocks (BigGAN, SNGAN style).
+
+Brock, Donahue & Simonyan 2019, "Large Scale GAN Training for High Fidelity Natural Image
+Synthesis" (conditional BN fed by a shared condition, residual up-blocks); Miyato et al. 2018,
+"Spectral Normalization for Generative Adversarial Networks" (the discriminator's blocks).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+__all__ = ["ConditionalBatchNorm", "DownBlock", "UpBlock", "sn"]
+
+
+def sn(module: nn.Module) -> nn.Module:
+    """Spectral normalisation (one power iteration per step)."""
+    return spectral_norm(module)
+
+
+class ConditionalBatchNorm(nn.Module):
+    """BatchNorm whose scale and shift come from the condition: (B, C, H, W), (B, cond) -> same."""
+
+    def __init__(self, channels: int, cond_dim: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Linear(cond_dim, channels)
+        self.bias = nn.Linear(cond_dim, channels)
+        nn.init.zeros_(self.gain.weight)  # starts as plain BN: gain 1, bias 0
+        nn.init.ones_(self.gain.bias)
+        nn.init.zeros_(self.bias.weight)
+        nn.init.zeros_(self.bias.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        gain = self.gain(cond)[:, :, None, None]
+        bias = self.bias(cond)[:, :, None, None]
+        return self.bn(x) * gain + bias
+
+
+class UpBlock(nn.Module):
+    """Generator block: CBN-ReLU-up-conv-CBN-ReLU-conv + up-conv1x1 skip; doubles H and W."""
+
+    def __init__(self, c_in: int, c_out: int, cond_dim: int) -> None:
+        super().__init__()
+        self.bn1 = ConditionalBatchNorm(c_in, cond_dim)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.bn2 = ConditionalBatchNorm(c_out, cond_dim)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn1(x, cond))
+        h = F.interpolate(h, scale_factor=2, mode="nearest")
+        h = self.conv1(h)
+        h = self.conv2(F.relu(self.bn2(h, cond)))
+        return h + self.skip(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class DownBlock(nn.Module):
+    """Discriminator block with spectral norm: (ReLU)-conv-ReLU-conv-avgpool + conv1x1-avgpool skip."""
+
+    def __init__(self, c_in: int, c_out: int, *, first: bool = False, down: bool = True) -> None:
+        super().__init__()
+        self.first, self.down = first, down
+        self.conv1 = sn(nn.Conv2d(c_in, c_out, 3, padding=1))
+        self.conv2 = sn(nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.skip = sn(nn.Conv2d(c_in, c_out, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x if self.first else F.relu(x)  # no ReLU on the raw image
+        h = self.conv2(F.relu(self.conv1(h)))
+        skip = self.skip(x)
+        if self.down:
+            h, skip = F.avg_pool2d(h, 2), F.avg_pool2d(skip, 2)
+        return h + skip

@@ -1,0 +1,142 @@
+"""The networks: a conditional generator, a projection discriminator and a VAE encoder.
+
+Conditioning enters in one place: `CondProjection` maps the condition vector (text embeddings,
+per-field embeddings, explicit colour) to a learned code shared by every generator layer.
+The discriminator's projection term follows Miyato & Koyama 2018, "cGANs with Projection
+Discriminator"; optional auxiliary heads (Odena et al. 2017, AC-GAN) classify the catalog's
+structured attributes so the generator is pushed to render them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from productgen.models.layers import DownBlock, UpBlock, sn
+
+__all__ = ["CondProjection", "Discriminator", "Generator", "ModelConfig", "VAEEncoder"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the networks; saved with every checkpoint."""
+
+    family: str = "cgan"  # "cgan" | "cvae"
+    image_size: int = 32
+    cond_in: int = 384  # length of the condition vector given to the networks
+    cond_dim: int = 128  # learned shared code
+    z_dim: int = 64
+    g_ch: int = 32
+    d_ch: int = 32
+    cond_augment: bool = True  # StackGAN conditioning augmentation (Zhang et al. 2017)
+    aux_classes: dict[str, int] = field(default_factory=dict)  # attribute -> number of classes
+
+    def __post_init__(self) -> None:
+        if self.family not in {"cgan", "cvae"}:
+            raise ValueError(f"model family must be cgan or cvae, got {self.family!r}")
+        levels = math.log2(self.image_size / 4)
+        if self.image_size < 8 or levels != int(levels):
+            raise ValueError(f"image size must be a power of two >= 8, got {self.image_size}")
+
+    @property
+    def levels(self) -> int:
+        return int(math.log2(self.image_size // 4))
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class CondProjection(nn.Module):
+    """Condition vector (B, cond_in) -> shared code (B, cond_dim), with optional Gaussian jitter.
+
+    With conditioning augmentation the code is sampled from N(mu, sigma) around the projection
+    during training (mu at eval), which smooths the text manifold; `kl` is its regulariser.
+    """
+
+    def __init__(self, cond_in: int, cond_dim: int, augment: bool) -> None:
+        super().__init__()
+        self.augment = augment
+        self.proj = nn.Linear(cond_in, cond_dim * (2 if augment else 1))
+        self.kl = torch.zeros(())
+
+    def forward(self, cond: torch.Tensor) -> torch.Tensor:
+        h = self.proj(cond)
+        if not self.augment:
+            return F.leaky_relu(h, 0.2)
+        mu, logvar = h.chunk(2, dim=1)
+        mu = F.leaky_relu(mu, 0.2)
+        logvar = logvar.clamp(-8, 4)
+        self.kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
+        if not self.training:
+            return mu
+        return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+
+
+def _channels(base: int, levels: int) -> list[int]:
+    # widest at 4x4, halving per level: 32 px, base 32 -> [256, 128, 64, 32]
+    return [base * min(2 ** (levels - i), 8) for i in range(levels + 1)]
+
+
+class Generator(nn.Module):
+    """(z (B, z_dim), cond (B, cond_in)) -> image (B, 3, S, S) in [-1, 1]."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        ch = _channels(config.g_ch, config.levels)
+        self.cond = CondProjection(config.cond_in, config.cond_dim, config.cond_augment)
+        block_cond = config.cond_dim + config.z_dim  # BigGAN: shared code and noise feed every CBN
+        self.stem = nn.Linear(block_cond, ch[0] * 16)
+        self.blocks = nn.ModuleList(UpBlock(ch[i], ch[i + 1], block_cond) for i in range(config.levels))
+        self.out_bn = nn.BatchNorm2d(ch[-1])
+        self.out = nn.Conv2d(ch[-1], 3, 3, padding=1)
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        c = torch.cat([self.cond(cond), z], dim=1)
+        h = self.stem(c).view(z.shape[0], -1, 4, 4)  # (B, ch0, 4, 4)
+        for block in self.blocks:
+            h = block(h, c)  # doubles H, W
+        return torch.tanh(self.out(F.relu(self.out_bn(h))))
+
+
+class Discriminator(nn.Module):
+    """(image (B, 3, S, S), cond (B, cond_in)) -> (score (B,), aux logits {attribute: (B, K)})."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        ch = list(reversed(_channels(config.d_ch, config.levels)))  # 32 px, 32 -> [32, 64, 128, 256]
+        blocks = [DownBlock(3, ch[0], first=True)]
+        blocks += [DownBlock(ch[i], ch[i + 1]) for i in range(config.levels - 1)]
+        blocks.append(DownBlock(ch[-2], ch[-1], down=False))
+        self.blocks = nn.Sequential(*blocks)
+        self.linear = sn(nn.Linear(ch[-1], 1))
+        self.embed = sn(nn.Linear(config.cond_in, ch[-1]))  # projection term <embed(c), h>
+        self.aux = nn.ModuleDict({name: sn(nn.Linear(ch[-1], k)) for name, k in config.aux_classes.items()})
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        h = F.relu(self.blocks(x)).sum(dim=(2, 3))  # (B, ch[-1]) global sum pooling
+        score = self.linear(h).squeeze(1) + (self.embed(cond) * h).sum(1)
+        return score, {name: head(h) for name, head in self.aux.items()}
+
+
+class VAEEncoder(nn.Module):
+    """(image (B, 3, S, S), cond (B, cond_in)) -> (mu, logvar), each (B, z_dim)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        ch = list(reversed(_channels(config.d_ch, config.levels)))
+        layers: list[nn.Module] = [nn.Conv2d(3, ch[0], 3, padding=1)]
+        for i in range(config.levels):
+            c_out = ch[min(i + 1, len(ch) - 1)]
+            layers += [nn.BatchNorm2d(ch[i]), nn.LeakyReLU(0.2), nn.Conv2d(ch[i], c_out, 4, 2, 1)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(ch[-1] * 16 + config.cond_in, 2 * config.z_dim)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(x).flatten(1)  # (B, ch[-1] * 4 * 4)
+        mu, logvar = self.head(torch.cat([h, cond], dim=1)).chunk(2, dim=1)
+        return mu, logvar.clamp(-10, 10)

@@ -1,0 +1,414 @@
+"""Train a text-conditioned generator (cGAN or cVAE) on a snapshot; checkpoints resume bit for bit.
+
+`train()` checks nothing about the networks' insides: the loss object (productgen.losses) owns the
+G/D interplay, this loop owns steps, the EMA, sample sheets, checkpoints and the callbacks
+(`on_progress`, `should_stop`) through which a CLI or an orchestrator follows the run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from productgen.checkpoint import (
+    CheckpointError,
+    flatten_optimizer,
+    load_checkpoint,
+    save_checkpoint,
+    unflatten_optimizer,
+)
+from productgen.conditioning import PARTS, ConditionConfig
+from productgen.dataset import TrainingSet, load_training_set
+from productgen.losses import Batch, GANLoss, LossWeights, VAELoss
+from productgen.models.networks import Discriminator, Generator, ModelConfig, VAEEncoder
+from productgen.runs import write_run_json
+from productgen.sheets import labelled_grid, save_png, to_uint8
+
+__all__ = ["PRESETS", "Progress", "TrainConfig", "TrainResult", "pick_device", "train", "train_config"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run's settings. Build it with `train_config(preset, **overrides)`."""
+
+    preset: str = "cpu-demo"
+    family: str = "cgan"
+    image_size: int = 32
+    batch_size: int = 64
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.0
+    beta2: float = 0.999
+    ema_decay: float = 0.999
+    max_steps: int | None = None
+    max_minutes: float | None = 10.0
+    sample_every: int = 500
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    seed: int = 0
+    z_dim: int = 64
+    cond_dim: int = 128
+    g_ch: int = 32
+    d_ch: int = 32
+    cond_augment: bool = True
+    aux_heads: bool = True
+    conditioning: tuple[str, ...] = PARTS
+    weights: LossWeights = field(default_factory=LossWeights)
+    device: str | None = None  # None: CUDA when present, else MPS, else CPU
+    amp: bool = False  # bf16 autocast (GPU)
+    channels_last: bool = False
+    compile: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+PROGRESS_EVERY = 10  # steps between progress callbacks; reading losses syncs the device
+
+# Presets are data: overrides of TrainConfig's defaults.
+PRESETS: dict[str, dict[str, object]] = {
+    # 2 CPU cores: ~200 img/s at width 16, so 10 minutes see each photo about twice
+    "cpu-demo": {"batch_size": 64, "g_ch": 16, "d_ch": 16, "max_minutes": 10.0},
+    "gpu": {
+        "batch_size": 256, "g_ch": 64, "d_ch": 64, "cond_dim": 256, "z_dim": 128, "lr_g": 2e-4,
+        "lr_d": 4e-4, "max_minutes": 30.0, "sample_every": 2000, "checkpoint_every": 5000,
+        "amp": True, "channels_last": True,
+    },
+}  # fmt: skip
+
+
+def train_config(preset: str = "cpu-demo", **overrides: object) -> TrainConfig:
+    """A preset with overrides; unknown presets or keys fail loudly. None overrides are ignored."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}, "preset": preset}
+    if isinstance(values.get("weights"), dict):
+        values["weights"] = LossWeights(**values["weights"])
+    if isinstance(values.get("conditioning"), list):
+        values["conditioning"] = tuple(values["conditioning"])
+    return replace(TrainConfig(), **values)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What `on_progress` receives after every step."""
+
+    step: int
+    max_steps: int | None
+    elapsed_s: float
+    max_seconds: float | None
+    images_per_s: float
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    step: int
+    seconds: float
+    images_per_s: float
+    metrics: dict[str, float]
+    sample_sheet: Path
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """The requested device, else CUDA when present, else Apple's MPS, else the CPU."""
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _build(config: TrainConfig, data: TrainingSet, device: torch.device):
+    aux = {}
+    if config.aux_heads and config.family == "cgan":
+        sizes = {"category": len(data.vocabulary.categories), "color": len(data.vocabulary.colors)}
+        aux = {name: sizes[name] for name in data.labels if sizes[name] > 1}
+    model_config = ModelConfig(
+        family=config.family, image_size=config.image_size, cond_in=data.conditions.shape[1],
+        cond_dim=config.cond_dim, z_dim=config.z_dim, g_ch=config.g_ch, d_ch=config.d_ch,
+        cond_augment=config.cond_augment, aux_classes=aux,
+    )  # fmt: skip
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    G = Generator(model_config).to(device, memory_format=memory_format)
+    ema = copy.deepcopy(G).eval().requires_grad_(False)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.amp else nullcontext()
+    betas = (config.beta1, config.beta2)
+    if config.family == "cgan":
+        D = Discriminator(model_config).to(device, memory_format=memory_format)
+        fused = device.type == "cuda"  # one kernel for the whole update
+        opt_g = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=betas, fused=fused)
+        opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=betas, fused=fused)
+        if config.compile:
+            # D is left eager: spectral norm updates its power-iteration vectors in place, twice
+            # per step (real and fake), which compiled autograd refuses
+            G = torch.compile(G)  # type: ignore[assignment]
+        loss = GANLoss(G, D, opt_g, opt_d, config.weights, autocast)
+    else:
+        E = VAEEncoder(model_config).to(device, memory_format=memory_format)
+        params = [*G.parameters(), *E.parameters()]
+        opt = torch.optim.Adam(params, lr=config.lr_g, betas=(0.5, 0.999), fused=device.type == "cuda")
+        loss = VAELoss(G, E, opt, config.weights, autocast)
+    return model_config, G, ema, loss
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    return getattr(module, "_orig_mod", module)  # torch.compile wraps the module
+
+
+@torch.no_grad()
+def _update_ema(ema: nn.Module, model: nn.Module, step: int, decay: float) -> None:
+    # warm-up: early on the average follows the model closely (short CPU runs benefit)
+    d = min(decay, (1 + step) / (10 + step))
+    # one fused kernel per tensor list, not one launch per tensor (matters on a GPU)
+    torch._foreach_lerp_(list(ema.parameters()), list(_unwrap(model).parameters()), 1 - d)
+    torch._foreach_copy_(list(ema.buffers()), list(_unwrap(model).buffers()))
+
+
+@torch.no_grad()
+def standing_stats(
+    generator: Generator, conditions: torch.Tensor, batches: int = 16, batch_size: int = 128
+) -> None:
+    """Recompute the generator's BatchNorm statistics over many samples (BigGAN's 'standing stats').
+
+    Eval-mode BN then matches what the generator saw in training, and renders do not depend on
+    what else is in the batch. Uses its own RNG so the training RNG stream is untouched.
+    """
+    rng = torch.Generator(device="cpu").manual_seed(1234)
+    bns = [m for m in generator.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+    generator.train()
+    device = next(generator.parameters()).device
+    for _ in range(batches):
+        idx = torch.randint(len(conditions), (batch_size,), generator=rng)
+        z = torch.randn(batch_size, generator.config.z_dim, generator=rng).to(device)
+        generator(z, conditions[idx].to(device))
+    for bn in bns:
+        bn.momentum = 0.1
+    generator.eval()
+
+
+def _probes(data: TrainingSet, max_colours: int = 4) -> tuple[list[int | None], list[str], int]:
+    """Row indices for the sample sheet: every category in a few colours (or the first rows)."""
+    rows = data.rows
+    if not data.vocabulary.categories or not data.vocabulary.colors:
+        picked = list(range(min(24, len(rows))))
+        return picked, [str(rows["title"][i])[:40] for i in picked], 8
+    preferred = [
+        c for c in ("red", "navy", "yellow", "green", "black", "pink") if c in data.vocabulary.colors
+    ]
+    colours = (preferred + [c for c in data.vocabulary.colors if c not in preferred])[:max_colours]
+    first = {
+        (cat, col): i
+        for i, (cat, col) in reversed(list(enumerate(zip(rows["category"], rows["color"], strict=True))))
+    }
+    idx, labels = [], []
+    for cat in data.vocabulary.categories:
+        for col in colours:
+            idx.append(first.get((cat, col)))
+            labels.append(f"{col} {cat}")
+    return idx, labels, len(colours) * 2
+
+
+def _sample_sheet(ema: Generator, data: TrainingSet, path: Path, step: int, device: torch.device) -> Path:
+    """Each probe twice, side by side (two fixed noise draws): control and variety in one picture."""
+    idx, labels, columns = _probes(data)
+    rng = torch.Generator(device="cpu").manual_seed(0)  # the same noise on every sheet
+    cond = data.conditions[torch.tensor([i if i is not None else 0 for i in idx])].to(device)
+    draws = []
+    with torch.no_grad():
+        for _ in range(2):
+            z = torch.randn(len(idx), ema.config.z_dim, generator=rng).to(device)
+            draws.append(to_uint8(ema(z, cond)))
+    cells = [draws[d][k] if i is not None else None for k, i in enumerate(idx) for d in range(2)]
+    captions = [text for label in labels for text in (label, "")]
+    sheet = labelled_grid(
+        cells, captions, columns, title=f"step {step}: EMA generator, fixed noise, 2 draws each"
+    )
+    return save_png(sheet, path)
+
+
+def _state_tensors(loss, ema: Generator) -> tuple[dict[str, torch.Tensor], dict[str, list]]:
+    tensors: dict[str, torch.Tensor] = {}
+    for name, net in loss.networks().items():
+        tensors.update({f"{name}.{k}": v for k, v in _unwrap(net).state_dict().items()})
+    tensors.update({f"G_ema.{k}": v for k, v in ema.state_dict().items()})
+    groups = {}
+    for name, opt in loss.optimizers().items():
+        flat, groups[name] = flatten_optimizer(name, opt)
+        tensors.update(flat)
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    return tensors, groups
+
+
+def _latest_checkpoint(run_dir: Path) -> Path:
+    checkpoints = sorted((run_dir / "checkpoints").glob("step-*.safetensors"))
+    if not checkpoints:
+        raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints/step-*.safetensors)")
+    return checkpoints[-1]
+
+
+def _restore(
+    run_dir: Path, loss, ema: Generator, model_config: ModelConfig, fingerprint: str
+) -> tuple[int, dict]:
+    latest = _latest_checkpoint(run_dir)
+    try:
+        tensors, meta = load_checkpoint(latest)
+    except CheckpointError as e:
+        older = sorted((run_dir / "checkpoints").glob("step-*.safetensors"))[:-1]
+        hint = (
+            f"; the previous checkpoint {older[-1].name} is intact: delete {latest.name} to resume from it"
+            if older
+            else ""
+        )
+        raise CheckpointError(f"{e}{hint}") from None
+    if meta["model_config"] != json.loads(json.dumps(model_config.to_json())):
+        raise CheckpointError(
+            f"{latest}: built with other network settings; resume with the run's own settings"
+        )
+    if meta["data_fingerprint"] != fingerprint:
+        raise CheckpointError(
+            f"{latest}: trained on other data (fingerprint {meta['data_fingerprint']}); start a new run"
+        )
+    for name, net in loss.networks().items():
+        _unwrap(net).load_state_dict(
+            {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
+        )
+    ema.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("G_ema.")})
+    for name, opt in loss.optimizers().items():
+        unflatten_optimizer(name, opt, tensors, meta["param_groups"][name])
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    return int(meta["step"]), meta.get("metrics", {})
+
+
+def train(
+    snapshot: Path,
+    run_dir: Path,
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train on SNAPSHOT's rows with photos; write checkpoints, samples and run.json into RUN_DIR."""
+    if config.max_steps is None and config.max_minutes is None:
+        raise ValueError("give --max-steps or --max-minutes: training needs an end")
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    data = load_training_set(snapshot, config.image_size, ConditionConfig(parts=config.conditioning))
+    model_config, G, ema, loss = _build(config, data, device)
+    text_model = json.loads((snapshot / "encode.json").read_text())["model"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    step, metrics = 0, {}
+    if resume:
+        step, metrics = _restore(run_dir, loss, ema, model_config, data.fingerprint)
+    elif (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+        raise ValueError(
+            f"{run_dir}: already holds a run; pass --resume to continue it, or choose another --out"
+        )
+
+    images = data.images.to(device)  # uint8 on the device: 60k x 3 x 32 x 32 is 184 MB
+    conditions = data.conditions.to(device)
+    labels = {k: v.to(device) for k, v in data.labels.items()}
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    meta_base = {
+        "format": 1, "train_config": config.to_json(), "model_config": model_config.to_json(),
+        "conditioning": list(config.conditioning), "text_model": text_model,
+        "embedding_dim": ConditionConfig().text_dim, "image_size": config.image_size,
+        "data_fingerprint": data.fingerprint, "snapshot": str(snapshot), "train_rows": len(data),
+        "missing_images": data.missing_images,
+        "vocabulary": {"categories": data.vocabulary.categories, "colors": data.vocabulary.colors},
+    }  # fmt: skip
+    started = time.perf_counter()
+    max_seconds = config.max_minutes * 60 if config.max_minutes is not None else None
+    first_step, sheet = step, run_dir / "samples" / "latest.png"
+
+    def write_checkpoint() -> None:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            standing_stats(ema, conditions)  # its own draws must not shift the training stream
+        tensors, groups = _state_tensors(loss, ema)
+        meta = {**meta_base, "step": step, "metrics": metrics, "param_groups": groups}
+        save_checkpoint(run_dir / "checkpoints" / f"step-{step:07d}.safetensors", tensors, meta)
+        old = sorted((run_dir / "checkpoints").glob("step-*.safetensors"))[: -config.keep_checkpoints]
+        for path in old:
+            path.unlink()
+        vocab = {"vocab.category_embeddings": torch.from_numpy(data.vocabulary.category_embeddings)}
+        model = {**{f"G_ema.{k}": v for k, v in ema.state_dict().items()}, **vocab}
+        save_checkpoint(run_dir / "model.safetensors", model, {**meta_base, "step": step, "metrics": metrics})
+        seconds = time.perf_counter() - started
+        write_run_json(run_dir, {
+            **meta_base, "step": step, "metrics": metrics, "device": str(device),
+            "seconds_this_session": round(seconds, 1),
+            "images_per_s": round((step - first_step) * config.batch_size / max(seconds, 1e-9), 1),
+            "checkpoint": f"checkpoints/step-{step:07d}.safetensors", "model": "model.safetensors",
+            "sample_sheet": "samples/latest.png",
+        })  # fmt: skip
+
+    def sample() -> None:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            standing_stats(ema, conditions)
+            path = _sample_sheet(ema, data, run_dir / "samples" / f"step-{step:07d}.png", step, device)
+        shutil.copyfile(path, sheet)
+
+    while True:
+        elapsed = time.perf_counter() - started
+        if config.max_steps is not None and step >= config.max_steps:
+            break
+        if max_seconds is not None and elapsed >= max_seconds:
+            break
+        if should_stop is not None and should_stop():
+            break
+        idx = torch.randint(len(images), (config.batch_size,)).to(device, non_blocking=True)
+        batch = Batch(
+            images=(images[idx].float() / 127.5 - 1).contiguous(memory_format=memory_format),
+            conditions=conditions[idx],
+            labels={k: v[idx] for k, v in labels.items()},
+        )
+        losses = loss.step(batch)
+        _update_ema(ema, G, step, config.ema_decay)
+        step += 1
+        on_time = step % config.sample_every == 0 or step % config.checkpoint_every == 0
+        if on_time or step % PROGRESS_EVERY == 0:
+            metrics = {k: round(float(v), 5) for k, v in losses.items()}  # waits for the device
+        if on_progress is not None and step % PROGRESS_EVERY == 0:
+            done = step - first_step
+            rate = done * config.batch_size / max(time.perf_counter() - started, 1e-9)
+            on_progress(
+                Progress(step, config.max_steps, time.perf_counter() - started, max_seconds, rate, metrics)
+            )
+        if step % config.sample_every == 0:
+            sample()
+        if step % config.checkpoint_every == 0:
+            write_checkpoint()
+
+    if step > first_step:
+        metrics = {k: round(float(v), 5) for k, v in losses.items()}
+    seconds = time.perf_counter() - started
+    rate = (step - first_step) * config.batch_size / max(seconds, 1e-9)
+    sample()
+    write_checkpoint()
+    return TrainResult(run_dir, step, seconds, rate, metrics, sheet)

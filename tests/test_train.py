@@ -1,0 +1,180 @@
+"""Training: both model families, checkpoints that round-trip, bit-exact resume, safe loading."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from productgen.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from productgen.losses import Batch, GANLoss, LossWeights, VAELoss
+from productgen.models import Discriminator, Generator, ModelConfig, VAEEncoder
+from productgen.models.augment import diff_augment
+from productgen.render import sample_sheet
+from productgen.runs import load_generator
+from productgen.train import train, train_config
+
+TINY = {"batch_size": 16, "g_ch": 8, "d_ch": 8, "z_dim": 16, "cond_dim": 32, "sample_every": 1000,
+        "checkpoint_every": 1000}  # fmt: skip
+
+
+def _tiny(max_steps: int, **overrides: object):
+    return dataclasses.replace(
+        train_config("cpu-demo", **{**TINY, **overrides}), max_steps=max_steps, max_minutes=None
+    )
+
+
+def _batch(config: ModelConfig, b: int = 8) -> Batch:
+    s = config.image_size
+    return Batch(
+        images=torch.rand(b, 3, s, s) * 2 - 1,
+        conditions=torch.randn(b, config.cond_in),
+        labels={"category": torch.tensor([0, 1, -1, 2, 0, 1, 2, 0][:b])},
+    )
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_networks_have_the_documented_shapes(size: int) -> None:
+    """G makes (B, 3, S, S) in [-1, 1]; D scores (B,) with aux logits; the VAE encoder gives (B, z)."""
+    config = ModelConfig(
+        image_size=size, cond_in=40, z_dim=16, cond_dim=24, g_ch=8, d_ch=8, aux_classes={"category": 3}
+    )
+    G, D, E = Generator(config), Discriminator(config), VAEEncoder(config)
+    x = G(torch.randn(4, 16), torch.randn(4, 40))
+    assert x.shape == (4, 3, size, size) and x.abs().max() <= 1
+    score, aux = D(x, torch.randn(4, 40))
+    assert score.shape == (4,) and aux["category"].shape == (4, 3)
+    mu, logvar = E(x, torch.randn(4, 40))
+    assert mu.shape == logvar.shape == (4, 16)
+
+
+def test_image_size_must_be_a_power_of_two() -> None:
+    with pytest.raises(ValueError, match="power of two"):
+        ModelConfig(image_size=48)
+
+
+@pytest.mark.parametrize("family", ["cgan", "cvae"])
+def test_one_step_gives_finite_losses_and_moves_the_weights(family: str) -> None:
+    """A training step of either family produces finite losses and changes the generator."""
+    torch.manual_seed(0)
+    config = ModelConfig(
+        family=family, cond_in=40, z_dim=16, cond_dim=24, g_ch=8, d_ch=8, aux_classes={"category": 3}
+    )
+    G = Generator(config)
+    before = [p.detach().clone() for p in G.parameters()]
+    if family == "cgan":
+        D = Discriminator(config)
+        loss = GANLoss(
+            G, D, torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters()), LossWeights()
+        )
+    else:
+        E = VAEEncoder(config)
+        loss = VAELoss(G, E, torch.optim.Adam([*G.parameters(), *E.parameters()]), LossWeights())
+    metrics = loss.step(_batch(config))
+    assert metrics and all(np.isfinite(float(v)) for v in metrics.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, G.parameters(), strict=True))
+
+
+def test_diff_augment_moves_pixels_but_never_changes_colour() -> None:
+    """Every augmented pixel is an input pixel, the white border or the cut-out: no new colours."""
+    torch.manual_seed(0)
+    palette = torch.tensor([[0.8, -0.6, -0.4], [-0.9, -0.7, 0.2]])
+    x = palette[torch.randint(2, (4, 16, 16))].permute(0, 3, 1, 2)
+    y = diff_augment(x)
+    allowed = torch.cat([palette, torch.ones(1, 3), torch.zeros(1, 3)])
+    pixels = y.permute(0, 2, 3, 1).reshape(-1, 3)
+    assert ((pixels[:, None, :] - allowed[None]).abs().sum(-1).min(1).values < 1e-6).all()
+    assert not torch.equal(x, y)
+
+
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    """Tensors and metadata come back exactly."""
+    tensors = {"a": torch.randn(3, 4), "b": torch.arange(5)}
+    save_checkpoint(tmp_path / "c.safetensors", tensors, {"step": 7, "nested": {"x": [1, 2]}})
+    loaded, meta = load_checkpoint(tmp_path / "c.safetensors")
+    assert meta == {"step": 7, "nested": {"x": [1, 2]}}
+    assert all(torch.equal(loaded[k], v) for k, v in tensors.items())
+
+
+def test_a_pickle_offered_as_checkpoint_is_refused(tmp_path: Path) -> None:
+    """torch.save files (pickles) are never loaded; the error says why."""
+    path = tmp_path / "evil.safetensors"
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match=r"pickle file .* never unpickles"):
+        load_checkpoint(path)
+    legacy = tmp_path / "legacy.safetensors"
+    torch.save({"weights": torch.zeros(2)}, legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_checkpoint(legacy)
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    latest = sorted((run / "checkpoints").glob("*.safetensors"))[-1]
+    return load_checkpoint(latest)[0]
+
+
+def test_resume_is_bit_for_bit(tiny_snapshot: Path, tmp_path: Path) -> None:
+    """6 steps in one go equal 3 steps, then a resume for 3 more: every tensor, exactly."""
+    straight = train(tiny_snapshot, tmp_path / "straight", _tiny(6))
+    train(tiny_snapshot, tmp_path / "split", _tiny(3))
+    resumed = train(tiny_snapshot, tmp_path / "split", _tiny(6), resume=True)
+    assert straight.step == resumed.step == 6
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert different == []
+
+
+def test_run_folder_is_self_describing(tiny_snapshot: Path, tmp_path: Path) -> None:
+    """run.json names config, step, text model, embedding size, image size, data fingerprint, metrics."""
+    result = train(tiny_snapshot, tmp_path / "run", _tiny(4, family="cvae"))
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["step"] == 4 and run["train_config"]["family"] == "cvae"
+    assert run["text_model"] == "sentence-transformers/all-MiniLM-L6-v2" and run["embedding_dim"] == 384
+    assert run["image_size"] == 32 and len(run["data_fingerprint"]) == 16 and run["metrics"]
+    assert run["train_rows"] == 240  # the holdout split is not trained on
+    sheet = Image.open(result.sample_sheet)
+    assert sheet.size[0] > 500 and sheet.size[1] > 500  # 10 categories x 4 colours x 2 draws
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(tiny_snapshot, tmp_path / "run", _tiny(4))
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_the_previous_stays(
+    tiny_snapshot: Path, tmp_path: Path
+) -> None:
+    """A truncated latest checkpoint stops the resume with a message naming the intact previous one."""
+    run = tmp_path / "run"
+    train(tiny_snapshot, run, _tiny(4, checkpoint_every=2))
+    first, latest = sorted((run / "checkpoints").glob("*.safetensors"))
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
+    with pytest.raises(CheckpointError) as info:
+        train(tiny_snapshot, run, _tiny(6), resume=True)
+    assert latest.name in str(info.value) and f"previous checkpoint {first.name} is intact" in str(info.value)
+    assert load_checkpoint(first)[1]["step"] == 2
+
+
+def test_presets_and_overrides_fail_loudly_when_unknown() -> None:
+    with pytest.raises(ValueError, match="unknown preset 'fast'"):
+        train_config("fast")
+    with pytest.raises(ValueError, match="unknown training setting"):
+        train_config("cpu-demo", batchsize=3)
+    assert train_config("gpu").amp and not train_config("cpu-demo").amp
+
+
+def test_sample_renders_free_text_deterministically(
+    tiny_snapshot: Path, text_encoder, tmp_path: Path
+) -> None:
+    """`sample` reads colour and category from free text and renders the same pixels twice."""
+    train(tiny_snapshot, tmp_path / "run", _tiny(2))
+    texts = ["burgundy ankle boots", "a scarlet tote bag"]
+    read = sample_sheet(tmp_path / "run", texts, n=3, out=tmp_path / "a.png")
+    sample_sheet(tmp_path / "run", texts, n=3, out=tmp_path / "b.png")
+    assert read[0] == {"colour": "burgundy", "category": "ankle boots"}
+    assert read[1]["colour"] == "scarlet" and read[1]["category"] == "bag"
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert load_generator(tmp_path / "run").generator.training is False
