@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEMO_DIR ?= build/demo
+BUILD ?= build
+DEMO_MINUTES ?= 10
+PG := $(VENV)/bin/productgen
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
@@ -31,8 +33,31 @@ fashion-mnist: $(STAMP)
 	fi
 	@$(VENV)/bin/productgen fashion-mnist >/dev/null
 
-demo: setup
-	$(VENV)/bin/productgen demo-catalog --out $(DEMO_DIR)
+# The main job on the embedded default: catalog -> snapshot -> embeddings -> model -> samples.
+# Each step is a file target, so a second `make demo` redoes only what changed.
+demo: setup $(BUILD)/run/model.safetensors
+	$(PG) sample $(BUILD)/run --out $(BUILD)/run/prompts.png -n 6 \
+	  --text "burgundy ankle boots" --text "navy wool coat" --text "scarlet sneakers" \
+	  --text "mustard yellow tote bag" --text "teal summer dress" --text "black t-shirt"
+	@echo
+	@echo "demo catalog:   $(BUILD)/demo/catalog.parquet ($(BUILD)/demo/images/)"
+	@echo "snapshot:       $(BUILD)/snapshot/ (valid.parquet, rejects.csv, embeddings.parquet)"
+	@echo "trained model:  $(BUILD)/run/ (run.json, model.safetensors, checkpoints/)"
+	@echo "sample sheet:   $(BUILD)/run/samples/latest.png"
+	@echo "prompt sheet:   $(BUILD)/run/prompts.png"
+
+$(BUILD)/demo/catalog.parquet: | $(STAMP)
+	$(PG) demo-catalog --out $(BUILD)/demo
+
+$(BUILD)/snapshot/valid.parquet: $(BUILD)/demo/catalog.parquet
+	$(PG) ingest $< --out $(BUILD)/snapshot
+
+$(BUILD)/snapshot/embeddings.parquet: $(BUILD)/snapshot/valid.parquet
+	$(PG) encode $(BUILD)/snapshot --cache $(BUILD)/embedding-cache
+
+$(BUILD)/run/model.safetensors: $(BUILD)/snapshot/embeddings.parquet
+	rm -rf $(BUILD)/run
+	$(PG) train $(BUILD)/snapshot --out $(BUILD)/run --preset cpu-demo --max-minutes $(DEMO_MINUTES)
 
 test: setup
 	$(PY) -m pytest
@@ -43,6 +68,9 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/demo_catalog.py
+	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/encode.py
+	$(PY) benchmarks/train.py --preset cpu-demo --steps 60
 
 clean:
 	rm -rf build .pytest_cache

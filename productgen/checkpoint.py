@@ -90,9 +90,14 @@ def unflatten_optimizer(
     prefix: str, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], param_groups: list
 ) -> None:
     """Load what `flatten_optimizer` wrote back into `optimizer`."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith(prefix + "."):
             index, name = key[len(prefix) + 1 :].split(".", 1)
+            param = params[int(index)]
+            if value.shape == param.shape:
+                # same device, strides (channels-last) and layout as the parameter: fused Adam needs it
+                value = torch.empty_like(param, dtype=value.dtype).copy_(value)
             state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": param_groups})

@@ -86,8 +86,20 @@ PRESETS: dict[str, dict[str, object]] = {
 }  # fmt: skip
 
 
+# Per-family adjustments, applied after the preset: a cVAE with a wide latent code learns to put
+# colour and shape in the code and ignore the condition (posterior collapse onto z), so its code
+# is kept small and its KL weighted up.
+FAMILY_DEFAULTS: dict[str, dict[str, object]] = {
+    "cgan": {},
+    "cvae": {"z_dim": 16, "lr_g": 1e-3, "weights": LossWeights(kl_vae=2.0)},
+}
+
+
 def train_config(preset: str = "cpu-demo", **overrides: object) -> TrainConfig:
-    """A preset with overrides; unknown presets or keys fail loudly. None overrides are ignored."""
+    """A preset, its family's adjustments, then overrides; unknown presets or keys fail loudly.
+
+    None overrides are ignored.
+    """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     known = {f.name for f in fields(TrainConfig)}
@@ -96,7 +108,11 @@ def train_config(preset: str = "cpu-demo", **overrides: object) -> TrainConfig:
         raise ValueError(
             f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}, "preset": preset}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    family = str(given.get("family", PRESETS[preset].get("family", "cgan")))
+    if family not in FAMILY_DEFAULTS:
+        raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILY_DEFAULTS)}")
+    values = {**PRESETS[preset], **FAMILY_DEFAULTS[family], **given, "preset": preset}
     if isinstance(values.get("weights"), dict):
         values["weights"] = LossWeights(**values["weights"])
     if isinstance(values.get("conditioning"), list):

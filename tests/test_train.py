@@ -178,3 +178,26 @@ def test_sample_renders_free_text_deterministically(
     assert read[1]["colour"] == "scarlet" and read[1]["category"] == "bag"
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert load_generator(tmp_path / "run").generator.training is False
+
+
+def test_cli_trains_resumes_and_samples(tiny_snapshot: Path, tmp_path: Path) -> None:
+    """`productgen train` then `train --resume` then `sample`, as a user runs them."""
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "productgen", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+    run = str(tmp_path / "run")
+    tiny = [f"--set={k}={v}" for k, v in TINY.items()]
+    first = cli("train", str(tiny_snapshot), "--out", run, "--max-steps", "2", "--json", *tiny)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout.strip().splitlines()[-1])["step"] == 2
+    again = cli("train", str(tiny_snapshot), "--out", run, "--max-steps", "3", "--resume", "--json", *tiny)
+    assert json.loads(again.stdout.strip().splitlines()[-1])["step"] == 3, again.stderr
+    sample = cli("sample", run, "--text", "navy coat", "-n", "2", "--out", str(tmp_path / "s.png"))
+    assert sample.returncode == 0, sample.stderr
+    assert "colour navy, category coat" in sample.stdout and (tmp_path / "s.png").is_file()
+    bad = cli("train", str(tiny_snapshot), "--out", str(tmp_path / "r2"), "--set", "batchsize=3")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: unknown training setting(s) batchsize")
