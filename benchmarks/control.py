@@ -26,14 +26,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="judge only the first N holdout rows")
     args = parser.parse_args()
     started = time.perf_counter()
-    judge, holdout = load_or_train_judge(args.snapshot, 32)
+    judge, _ = load_or_train_judge(args.snapshot, 32)
     real = ", ".join(f"{k} {v:.1%}" for k, v in judge.real_accuracy.items())
     print(
         f"judge on real holdout: {real} ({time.perf_counter() - started:.0f} s, judge trained if not cached)"
     )
     for run in args.runs:
         meta = read_run(run)
-        result = control_accuracy(judge, load_generator(run), holdout, limit=args.limit)
+        result = control_accuracy(judge, load_generator(run), args.snapshot, limit=args.limit)
         config = meta["train_config"]
         accuracy = ", ".join(
             f"{k} {v:.1%} (ratio {result['ratio'][k]:.2f})" for k, v in result["accuracy"].items()

@@ -136,9 +136,11 @@ def load_or_train_judge(snapshot: Path, image_size: int, *, epochs: int = 4) -> 
 
 
 def control_accuracy(
-    judge: Judge, trained: TrainedGenerator, holdout: TrainingSet, *, limit: int | None = None
+    judge: Judge, trained: TrainedGenerator, snapshot: Path, *, limit: int | None = None
 ) -> dict[str, object]:
     """Render the holdout descriptions and judge them: accuracy and ratio to the real photos'."""
+    size = trained.generator.config.image_size
+    holdout = load_training_set(snapshot, size, trained.conditioning, exclude_split="train")
     n = len(holdout) if limit is None else min(limit, len(holdout))
     conditions = holdout.conditions[:n].numpy()
     seeds = [noise_seed(sku, trained.version) for sku in holdout.rows["sku"][:n]]

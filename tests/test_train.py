@@ -118,11 +118,12 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(latest)[0]
 
 
-def test_resume_is_bit_for_bit(tiny_snapshot: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("family", ["cgan", "cvae"])
+def test_resume_is_bit_for_bit(tiny_snapshot: Path, tmp_path: Path, family: str) -> None:
     """6 steps in one go equal 3 steps, then a resume for 3 more: every tensor, exactly."""
-    straight = train(tiny_snapshot, tmp_path / "straight", _tiny(6))
-    train(tiny_snapshot, tmp_path / "split", _tiny(3))
-    resumed = train(tiny_snapshot, tmp_path / "split", _tiny(6), resume=True)
+    straight = train(tiny_snapshot, tmp_path / "straight", _tiny(6, family=family))
+    train(tiny_snapshot, tmp_path / "split", _tiny(3, family=family))
+    resumed = train(tiny_snapshot, tmp_path / "split", _tiny(6, family=family), resume=True)
     assert straight.step == resumed.step == 6
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
     assert a.keys() == b.keys()
@@ -132,9 +133,9 @@ def test_resume_is_bit_for_bit(tiny_snapshot: Path, tmp_path: Path) -> None:
 
 def test_run_folder_is_self_describing(tiny_snapshot: Path, tmp_path: Path) -> None:
     """run.json names config, step, text model, embedding size, image size, data fingerprint, metrics."""
-    result = train(tiny_snapshot, tmp_path / "run", _tiny(4, family="cvae"))
+    result = train(tiny_snapshot, tmp_path / "run", _tiny(4, family="cgan"))
     run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run["step"] == 4 and run["train_config"]["family"] == "cvae"
+    assert run["step"] == 4 and run["train_config"]["family"] == "cgan"
     assert run["text_model"] == "sentence-transformers/all-MiniLM-L6-v2" and run["embedding_dim"] == 384
     assert run["image_size"] == 32 and len(run["data_fingerprint"]) == 16 and run["metrics"]
     assert run["train_rows"] == 240  # the holdout split is not trained on
@@ -164,6 +165,9 @@ def test_presets_and_overrides_fail_loudly_when_unknown() -> None:
     with pytest.raises(ValueError, match="unknown training setting"):
         train_config("cpu-demo", batchsize=3)
     assert train_config("gpu").amp and not train_config("cpu-demo").amp
+    assert train_config("cpu-demo").family == "cvae" and train_config("gpu").family == "cgan"
+    assert train_config("cpu-demo", family="cgan").family == "cgan"
+    assert not train_config("gpu", family="cvae").cond_augment
 
 
 def test_sample_renders_free_text_deterministically(
