@@ -78,18 +78,20 @@ def judge_accuracy(net: JudgeNet, images: torch.Tensor, labels: dict[str, torch.
     return result
 
 
-def train_judge(train: TrainingSet, holdout: TrainingSet, *, epochs: int = 4, seed: int = 0) -> Judge:
+def train_judge(
+    train: TrainingSet, holdout: TrainingSet, *, epochs: int = 4, batch_size: int = 128, seed: int = 0
+) -> Judge:
     """Train the judge on real train photos; measure it on real holdout photos."""
     torch.manual_seed(seed)
     classes = {"category": train.vocabulary.categories, "color": train.vocabulary.colors}
     classes = {k: v for k, v in classes.items() if k in train.labels and len(v) > 1}
     net = JudgeNet({k: len(v) for k, v in classes.items()})
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
-    steps = epochs * ((len(train) + 127) // 128)
+    steps = epochs * ((len(train) + batch_size - 1) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     for _ in range(epochs):
         net.train()
-        for idx in torch.randperm(len(train)).split(128):
+        for idx in torch.randperm(len(train)).split(batch_size):
             x = _as_input(train.images[idx])
             # flips and shifts teach shape, not position; colour is never altered
             if torch.rand(()) < 0.5:

@@ -16,7 +16,7 @@ from productgen.evaluate import _relabel, judge_accuracy, train_judge
 def judged(tiny_snapshot: Path):
     train = load_training_set(tiny_snapshot, 32, ConditionConfig(), exclude_split="holdout")
     holdout = load_training_set(tiny_snapshot, 32, ConditionConfig(), exclude_split="train")
-    return train_judge(train, holdout, epochs=12), holdout
+    return train_judge(train, holdout, epochs=15, batch_size=16), holdout
 
 
 def test_judge_reads_colour_from_real_photos(judged) -> None:
