@@ -7,7 +7,6 @@ ceiling a generator is compared against: control ratio = accuracy on renders / a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,7 +161,3 @@ def control_accuracy(
         "real_accuracy": judge.real_accuracy,
         "ratio": {k: accuracy[k] / judge.real_accuracy[k] for k in accuracy if judge.real_accuracy.get(k)},
     }
-
-
-def write_json(path: Path, content: dict[str, object]) -> None:
-    path.write_text(json.dumps(content, indent=2) + "\n")
