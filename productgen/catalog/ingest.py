@@ -181,7 +181,9 @@ def _timestamps(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return pa.array(parsed.dt.as_unit("us"), pa.timestamp("us", "UTC")), bad
 
 
-def _validate(sku: pa.Array, cols: dict[str, pa.Array], bad_time: np.ndarray) -> list[tuple[int, str, str]]:
+def _validate(
+    sku: pa.Array, cols: dict[str, pa.Array], bad_time: np.ndarray, raw_time: pa.Array
+) -> list[tuple[int, str, str]]:
     """(row index, field, reason) for every row that breaks a rule; the first broken rule wins."""
     failed: dict[int, tuple[str, str]] = {}
 
@@ -209,8 +211,7 @@ def _validate(sku: pa.Array, cols: dict[str, pa.Array], bad_time: np.ndarray) ->
         "title",
         lambda i: f"title is {title_len[i]:,} characters; at most {MAX_TITLE:,}",
     )
-    raw_time = cols["updated_at_text"]
-    rule(bad_time, "updated_at", lambda i: f"updated_at {raw_time[i]!r} is not an ISO 8601 timestamp")
+    rule(bad_time, "updated_at", lambda i: f"updated_at {raw_time[i].as_py()!r} is not an ISO 8601 timestamp")
     image = cols["image"]
     escapes = pc.fill_null(
         pc.or_(
@@ -240,8 +241,7 @@ def _candidates(
     cols = {name: normalise_text(_column(batch, mapping, name, n)) for name in TEXT_COLUMNS}
     raw_time = _column(batch, mapping, "updated_at", n)
     updated_at, bad_time = _timestamps(raw_time)
-    cols["updated_at_text"] = raw_time.to_pylist() if bad_time.any() else []
-    failed = _validate(sku, cols, bad_time)
+    failed = _validate(sku, cols, bad_time, raw_time)
     sku_py = sku.to_pylist() if failed else []
     rejects.add(
         [(batch.lines[i], sku_py[i], field, reason, _raw_record(batch, i)) for i, field, reason in failed]
