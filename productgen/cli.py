@@ -236,3 +236,70 @@ def sample_cmd(
     for prompt, what in zip(text, read, strict=True):
         typer.echo(f"{prompt!r}: colour {what['colour'] or '-'}, category {what['category'] or '-'}")
     typer.echo(f"sheet: {out}")
+
+
+@app.command("render")
+@_one_line_errors
+def render_cmd(
+    snapshot: Annotated[Path, typer.Argument(help="Snapshot folder (ingested and encoded).")],
+    dest: Annotated[str, typer.Option(help="s3://bucket/prefix or file:///folder (or a folder path).")],
+    model: Annotated[Path, typer.Option(help="Run folder of the model to render with.")],
+    only_missing: Annotated[bool, typer.Option(help="Only rows without a catalog image.")] = False,
+    variants: Annotated[int, typer.Option(help="Images per SKU, each from its own seed.")] = 1,
+    image_format: Annotated[str, typer.Option("--format", help="png or webp.")] = "png",
+    size: Annotated[int | None, typer.Option(help="Output size in pixels (Lanczos upscaling).")] = None,
+    create_bucket: Annotated[bool, typer.Option(help="Create the S3 bucket if it is missing.")] = False,
+    workers: Annotated[int, typer.Option(help="Parallel encode + upload threads.")] = 16,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
+) -> None:
+    """Render one image per SKU and publish it with a manifest; unchanged SKUs are skipped."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from productgen.publish import PublishConfig, publish
+    from productgen.render import RenderConfig
+    from productgen.runs import load_generator
+    from productgen.storage import open_store
+
+    config = PublishConfig(
+        render=RenderConfig(variants=variants, image_format=image_format, size=size),
+        only_missing=only_missing,
+        upload_workers=workers,
+    )
+    trained = load_generator(model)
+    store = open_store(dest, s3_settings(), create_bucket=create_bucket)
+    columns = (TextColumn("render"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=as_json) as bar:
+        task = bar.add_task("render", total=None)
+        summary = publish(
+            snapshot, trained, store, config,
+            on_progress=lambda p: bar.update(task, completed=p.done, total=p.total),
+        )  # fmt: skip
+    _report(summary.to_json(), as_json, f"published to {summary.dest}")
+
+
+dev_app = typer.Typer(help="Local development services.", no_args_is_help=True)
+app.add_typer(dev_app, name="dev")
+
+
+@dev_app.command("s3")
+@_one_line_errors
+def dev_s3_cmd(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 9000,
+    bucket: Annotated[list[str] | None, typer.Option(help="Bucket to create; repeat for several.")] = None,
+) -> None:
+    """Run a local S3-compatible server (moto) until Ctrl-C; print the variables to export."""
+    from productgen.devs3 import start_local_s3
+    from productgen.storage import S3Settings, open_store
+
+    server = start_local_s3(port)
+    os.environ.update(server.env)  # this process creates the buckets with the same credentials
+    for name in bucket or []:
+        open_store(f"s3://{name}", S3Settings(endpoint_url=server.url), create_bucket=True)
+    typer.echo(f"local S3 server on {server.url} (data lives in memory until Ctrl-C); in another shell:")
+    for key, value in server.env.items():
+        typer.echo(f"  export {key}={value}")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()

@@ -1,16 +1,28 @@
-"""Talk to S3-compatible storage (AWS S3, MinIO, moto's server) with settings that work on all.
+"""Object storage: one small interface, two implementations (S3-compatible, local directory).
 
-Path-style addressing, standard-mode retries, and checksums only where the operation requires
-them (`request_checksum_calculation="when_required"`): newer botocore defaults send CRC headers
-that MinIO and other S3-compatible stores reject. Errors become one line naming the endpoint or
-object and what to do; secrets are never printed.
+    ObjectStore.put(key, body, ...) -> etag     verified write, atomic for readers
+    ObjectStore.get / head / list / delete / url
+
+S3Store talks to AWS S3, MinIO or moto's server with settings that work on all: path-style
+addressing, standard-mode retries, a connection pool as large as the upload concurrency, and
+checksums only where the operation requires them (`request_checksum_calculation="when_required"`:
+newer botocore defaults send CRC headers that MinIO and other S3-compatible stores reject). Writes
+carry Content-MD5, so the server refuses a body damaged in transit, and the returned ETag is checked.
+LocalStore keeps the same contract in a folder (the embedded default). Errors become one line naming
+the endpoint or object and what to do; secrets are never printed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import Protocol
+from urllib.parse import unquote, urlparse
 
 import boto3
 import botocore.exceptions
@@ -18,7 +30,18 @@ from botocore.config import Config
 
 from productgen.catalog.tables import atomic_path
 
-__all__ = ["S3Settings", "StorageError", "download_uri", "parse_s3_uri", "s3_client"]
+__all__ = [
+    "LocalStore",
+    "ObjectStore",
+    "S3Settings",
+    "S3Store",
+    "StorageError",
+    "StoredObject",
+    "download_uri",
+    "open_store",
+    "parse_s3_uri",
+    "s3_client",
+]
 
 
 class StorageError(RuntimeError):
@@ -36,6 +59,43 @@ class S3Settings:
     region: str = "us-east-1"
     max_pool_connections: int = 32  # at least the upload concurrency
     max_attempts: int = 5
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What a store knows about one object."""
+
+    key: str
+    size: int
+    etag: str  # MD5 hex of the body for single-part writes
+    metadata: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+
+
+class ObjectStore(Protocol):
+    """Keys are relative to the store's root (`uri`); '/' separates folders."""
+
+    uri: str
+
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        cache_control: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def head(self, key: str) -> StoredObject | None: ...
+
+    def list(self, prefix: str = "") -> Iterator[StoredObject]: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def url(self, key: str, expires_s: int = 7 * 24 * 3600) -> str: ...
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -74,13 +134,191 @@ def describe_error(error: Exception, what: str, settings: S3Settings) -> Storage
         if code in {"NoSuchKey", "404", "NotFound"}:
             return StorageError(f"{what}: no such object at {endpoint}")
         if code == "NoSuchBucket":
-            return StorageError(f"{what}: the bucket does not exist at {endpoint}")
+            return StorageError(
+                f"{what}: the bucket does not exist at {endpoint}; create it or pass --create-bucket"
+            )
         if code in {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"}:
             return StorageError(
                 f"{what}: {endpoint} refused the credentials ({code}); check the AWS_* settings"
             )
         return StorageError(f"{what}: S3 error {code or error} at {endpoint}")
     return StorageError(f"{what}: {error}")
+
+
+_S3_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+
+
+class S3Store:
+    """An ObjectStore under s3://bucket/prefix on any S3-compatible endpoint."""
+
+    def __init__(self, bucket: str, prefix: str, settings: S3Settings, *, create_bucket: bool = False):
+        self.bucket, self.prefix, self.settings = bucket, prefix.strip("/"), settings
+        self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.client = s3_client(settings)
+        try:
+            self.client.head_bucket(Bucket=bucket)
+        except botocore.exceptions.ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in {"404", "NoSuchBucket", "NotFound"}:
+                raise describe_error(e, f"s3://{bucket}", settings) from None
+            if not create_bucket:
+                raise StorageError(
+                    f"s3://{bucket}: the bucket does not exist at {settings.endpoint_url or 'AWS S3'};"
+                    " create it or pass --create-bucket"
+                ) from None
+            self._call(f"s3://{bucket}", self.client.create_bucket, Bucket=bucket)
+        except botocore.exceptions.BotoCoreError as e:
+            raise describe_error(e, f"s3://{bucket}", settings) from None
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, what: str, fn, **kwargs):
+        try:
+            return fn(**kwargs)
+        except _S3_ERRORS as e:
+            raise describe_error(e, what, self.settings) from None
+
+    def put(self, key, body, *, content_type="application/octet-stream", cache_control=None, metadata=None):
+        """PUT with Content-MD5 (the server rejects a damaged body) and check the returned ETag."""
+        md5 = hashlib.md5(body, usedforsecurity=False)
+        extra = {"CacheControl": cache_control} if cache_control else {}
+        response = self._call(
+            f"{self.uri}/{key}",
+            self.client.put_object,
+            Bucket=self.bucket,
+            Key=self._key(key),
+            Body=body,
+            ContentMD5=base64.b64encode(md5.digest()).decode(),
+            ContentType=content_type,
+            Metadata=metadata or {},
+            **extra,
+        )
+        etag = response["ETag"].strip('"')
+        if etag != md5.hexdigest():
+            raise StorageError(f"{self.uri}/{key}: the store's ETag {etag} does not match the bytes sent")
+        return etag
+
+    def get(self, key: str) -> bytes:
+        what = f"{self.uri}/{key}"
+        response = self._call(what, self.client.get_object, Bucket=self.bucket, Key=self._key(key))
+        return response["Body"].read()
+
+    def head(self, key: str) -> StoredObject | None:
+        try:
+            r = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except botocore.exceptions.ClientError as e:
+            if e.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise describe_error(e, f"{self.uri}/{key}", self.settings) from None
+        except botocore.exceptions.BotoCoreError as e:
+            raise describe_error(e, f"{self.uri}/{key}", self.settings) from None
+        etag = r["ETag"].strip('"')
+        return StoredObject(key, r["ContentLength"], etag, r["Metadata"], r.get("ContentType"))
+
+    def list(self, prefix: str = "") -> Iterator[StoredObject]:
+        """Every object under `prefix` (no metadata: S3 listings do not carry it)."""
+        root = f"{self.prefix}/" if self.prefix else ""
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=root + prefix)
+        try:
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield StoredObject(item["Key"][len(root) :], item["Size"], item["ETag"].strip('"'))
+        except _S3_ERRORS as e:
+            raise describe_error(e, f"{self.uri}/{prefix}", self.settings) from None
+
+    def delete(self, key: str) -> None:
+        self._call(f"{self.uri}/{key}", self.client.delete_object, Bucket=self.bucket, Key=self._key(key))
+
+    def url(self, key: str, expires_s: int = 7 * 24 * 3600) -> str:
+        """A presigned GET URL (no credentials in it beyond the signature)."""
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires_s
+        )
+
+
+class LocalStore:
+    """An ObjectStore in a local folder: objects are files, metadata sits in ROOT/.meta/KEY.json.
+
+    A write goes to a temporary file that replaces the object in one rename, so a reader sees the
+    old bytes or the new, never part of them.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.uri = self.root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents or key.startswith(".meta/"):
+            raise StorageError(f"{key!r}: not a key inside {self.uri}")
+        return path
+
+    def _meta(self, key: str) -> Path:
+        return self.root / ".meta" / f"{key}.json"
+
+    def put(self, key, body, *, content_type="application/octet-stream", cache_control=None, metadata=None):
+        path = self._path(key)
+        etag = hashlib.md5(body, usedforsecurity=False).hexdigest()
+        meta = {"content_type": content_type, "cache_control": cache_control, "metadata": metadata or {}}
+        with atomic_path(self._meta(key)) as tmp:
+            tmp.write_text(json.dumps({**meta, "etag": etag}))
+        with atomic_path(path) as tmp:
+            with tmp.open("wb") as f:
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
+            if hashlib.md5(tmp.read_bytes(), usedforsecurity=False).hexdigest() != etag:
+                raise StorageError(f"{self.uri}/{key}: the bytes written do not read back the same")
+        return etag
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        if not path.is_file():
+            raise StorageError(f"{self.uri}/{key}: no such object")
+        return path.read_bytes()
+
+    def head(self, key: str) -> StoredObject | None:
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        meta_path = self._meta(key)
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        etag = meta.get("etag") or hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+        size = path.stat().st_size
+        return StoredObject(key, size, etag, meta.get("metadata", {}), meta.get("content_type"))
+
+    def list(self, prefix: str = "") -> Iterator[StoredObject]:
+        for path in sorted(self.root.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            # dot-files are the temporary files of writes in progress
+            if path.is_file() and key.startswith(prefix) and not key.startswith(".meta/"):
+                if path.name.startswith("."):
+                    continue
+                meta_path = self._meta(key)
+                etag = json.loads(meta_path.read_text())["etag"] if meta_path.is_file() else ""
+                yield StoredObject(key, path.stat().st_size, etag)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+        self._meta(key).unlink(missing_ok=True)
+
+    def url(self, key: str, expires_s: int = 7 * 24 * 3600) -> str:
+        return self._path(key).as_uri()
+
+
+def open_store(uri: str, settings: S3Settings | None = None, *, create_bucket: bool = False) -> ObjectStore:
+    """s3://bucket/prefix, file:///dir or a plain folder path -> an ObjectStore."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        bucket, prefix = parse_s3_uri(uri)
+        return S3Store(bucket, prefix, settings or S3Settings(), create_bucket=create_bucket)
+    if parsed.scheme == "file":
+        return LocalStore(Path(unquote(parsed.path)))
+    if parsed.scheme in {"", "local"} or (len(parsed.scheme) == 1 and os.name == "nt"):
+        return LocalStore(Path(uri.removeprefix("local://")))
+    raise ValueError(f"{uri}: unknown destination; use s3://bucket/prefix or file:///folder")
 
 
 def download_uri(uri: str, target: Path, settings: S3Settings) -> Path:
@@ -90,6 +328,6 @@ def download_uri(uri: str, target: Path, settings: S3Settings) -> Path:
     try:
         with atomic_path(target) as tmp, tmp.open("wb") as f:
             client.download_fileobj(bucket, key, f)
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+    except _S3_ERRORS as e:
         raise describe_error(e, uri, settings) from None
     return target

@@ -80,3 +80,16 @@ def tiny_snapshot(
     ingest(demo.catalog_parquet, root / "snap")
     encode_snapshot(root / "snap", root / "cache", EncodeConfig(), encoder=text_encoder)
     return root / "snap"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cVAE trained for 20 steps on the tiny snapshot: enough to render, in a few seconds."""
+    import dataclasses
+
+    from productgen.train import train, train_config
+
+    config = train_config("cpu-demo", batch_size=16, g_ch=8, d_ch=8, sample_every=1000, checkpoint_every=1000)
+    run = tmp_path_factory.mktemp("tiny-run") / "run"
+    train(tiny_snapshot, run, dataclasses.replace(config, max_steps=20, max_minutes=None))
+    return run

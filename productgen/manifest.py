@@ -1,0 +1,141 @@
+"""The publish manifest: what is in the store, from which description and model, with which bytes.
+
+    STORE/manifests/runs/<run_id>/part-NNNNN.parquet   appended as uploads complete
+    STORE/manifests/runs/<run_id>/manifest.parquet     the whole published state when the run ends
+    STORE/manifests/latest                             JSON pointer to the newest manifest.parquet
+
+A part is written only after every upload in it succeeded, so the parts of a run that was killed
+still say exactly what it published. `published_index` reads the latest manifest plus the parts
+of runs that never finished; `ManifestWriter.finish` folds those parts into the new manifest and
+deletes them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+from datetime import UTC, datetime
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from productgen.storage import ObjectStore
+
+__all__ = ["MANIFEST_COLUMNS", "ManifestWriter", "new_run_id", "published_index", "read_latest"]
+
+MANIFEST_COLUMNS = {
+    "sku": pa.string(),
+    "variant": pa.int32(),
+    "key": pa.string(),
+    "sha256": pa.string(),
+    "bytes": pa.int64(),
+    "etag": pa.string(),
+    "content_hash": pa.string(),
+    "model_version": pa.string(),
+    "seed": pa.int64(),
+    "rendered_at": pa.timestamp("us", tz="UTC"),
+    "run_id": pa.string(),  # the run that wrote the object
+}
+SCHEMA = pa.schema(list(MANIFEST_COLUMNS.items()))
+RUNS = "manifests/runs/"
+LATEST = "manifests/latest"
+PARQUET = "application/vnd.apache.parquet"
+
+
+def new_run_id() -> str:
+    """Sortable by start time, unique across machines: 20261123T040102Z-1a2b3c."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def _to_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), buffer)
+    return buffer.getvalue()
+
+
+def _read(store: ObjectStore, key: str) -> pd.DataFrame:
+    return pq.read_table(io.BytesIO(store.get(key)), schema=SCHEMA).to_pandas()
+
+
+def _empty() -> pd.DataFrame:
+    return SCHEMA.empty_table().to_pandas()
+
+
+def read_latest(store: ObjectStore) -> dict[str, object] | None:
+    """The `manifests/latest` pointer, or None before the first finished run."""
+    if store.head(LATEST) is None:
+        return None
+    return json.loads(store.get(LATEST))
+
+
+def _unfinished_parts(store: ObjectStore) -> list[str]:
+    """Part keys of runs that have no manifest.parquet (killed or failed runs)."""
+    runs: dict[str, list[str]] = {}
+    finished = set()
+    for obj in store.list(RUNS):
+        run_id, _, name = obj.key[len(RUNS) :].partition("/")
+        if name == "manifest.parquet":
+            finished.add(run_id)
+        elif name.startswith("part-"):
+            runs.setdefault(run_id, []).append(obj.key)
+    return [key for run_id in sorted(runs) if run_id not in finished for key in sorted(runs[run_id])]
+
+
+def published_index(store: ObjectStore) -> tuple[pd.DataFrame, list[str]]:
+    """Every object the store's manifests record, one row per key (newest wins); and the parts read."""
+    latest = read_latest(store)
+    frames = [_read(store, latest["manifest"])] if latest else []
+    parts = _unfinished_parts(store)
+    frames += [_read(store, key) for key in parts]
+    if not frames:
+        return _empty(), parts
+    index = pd.concat(frames, ignore_index=True).sort_values("rendered_at", kind="stable")
+    return index.drop_duplicates("key", keep="last").reset_index(drop=True), parts
+
+
+class ManifestWriter:
+    """Collect published records; write a part every `chunk_rows`; finish with the whole manifest."""
+
+    def __init__(self, store: ObjectStore, run_id: str, chunk_rows: int = 2000) -> None:
+        self.store, self.run_id, self.chunk_rows = store, run_id, chunk_rows
+        self.pending: list[dict[str, object]] = []
+        self.parts: list[str] = []
+        self.frames: list[pd.DataFrame] = []  # every flushed part, for the final manifest
+
+    def add(self, records: list[dict[str, object]]) -> None:
+        self.pending.extend(records)
+        if len(self.pending) >= self.chunk_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the pending records as the next part (after their uploads succeeded)."""
+        if not self.pending:
+            return
+        key = f"{RUNS}{self.run_id}/part-{len(self.parts):05d}.parquet"
+        frame = pd.DataFrame(self.pending)
+        self.store.put(key, _to_bytes(frame), content_type=PARQUET)
+        self.parts.append(key)
+        self.frames.append(frame)
+        self.pending = []
+
+    def written(self) -> pd.DataFrame:
+        """Every record flushed so far, in manifest columns."""
+        self.flush()
+        if not self.frames:
+            return _empty()
+        frame = pd.concat(self.frames, ignore_index=True)
+        return pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False).to_pandas()
+
+    def finish(self, rows: pd.DataFrame, absorbed_parts: list[str], summary: dict[str, object]) -> str:
+        """Write the whole published state, point `manifests/latest` at it, drop absorbed parts."""
+        self.flush()
+        key = f"{RUNS}{self.run_id}/manifest.parquet"
+        self.store.put(key, _to_bytes(rows), content_type=PARQUET)
+        pointer = {"run_id": self.run_id, "manifest": key, "rows": len(rows), **summary}
+        body = json.dumps(pointer, indent=2, default=str).encode()
+        self.store.put(LATEST, body, content_type="application/json")
+        for part in [*absorbed_parts, *self.parts]:
+            self.store.delete(part)
+        return key

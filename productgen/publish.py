@@ -1,0 +1,224 @@
+"""Render a snapshot and publish one image per SKU (and variant) to an ObjectStore, exactly once.
+
+    1. plan      snapshot rows x variants -> key {model_version}/{sku}[-vK].{ext}
+    2. skip      rows whose (key, content_hash, model_version) a manifest already records
+    3. recover   objects a killed run wrote but never recorded: adopted after a HEAD, not rewritten
+    4. render    generator batches in this thread; encode + upload on a thread pool, bounded
+    5. record    manifest parts as uploads complete; the whole manifest and `latest` at the end
+
+Memory stays flat with catalog size: at most `max_in_flight` images are between the generator and
+the store. PIL's encoders and boto3's sockets release the GIL, so the pool keeps every core busy
+while this thread generates the next batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from productgen.conditioning import snapshot_conditions
+from productgen.manifest import ManifestWriter, new_run_id, published_index
+from productgen.render import RenderConfig, encode_image, generate, noise_seed
+from productgen.runs import TrainedGenerator
+from productgen.storage import ObjectStore
+
+__all__ = ["PublishConfig", "PublishProgress", "PublishSummary", "image_key", "publish"]
+
+CACHE_CONTROL = "public, max-age=31536000, immutable"  # a key never changes model version
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """What to render and how hard to push the store."""
+
+    render: RenderConfig = field(default_factory=RenderConfig)
+    only_missing: bool = False  # only rows whose catalog `image` is empty
+    upload_workers: int = 16
+    max_in_flight: int = 2048  # images rendered but not yet stored
+    manifest_chunk: int = 2000
+
+
+@dataclass
+class PublishProgress:
+    total: int  # images this run has to publish (after skips)
+    done: int
+    seconds: float
+
+
+@dataclass
+class PublishSummary:
+    run_id: str
+    dest: str
+    model_version: str
+    rows: int  # snapshot rows considered
+    images: int  # images the manifest now records
+    published: int  # written by this run
+    unchanged: int  # already published with the same description and model
+    recovered: int  # written by a killed run, adopted without rewriting
+    bytes: int
+    seconds: float
+    manifest: str
+
+    @property
+    def images_per_s(self) -> float:
+        return self.published / self.seconds if self.seconds else 0.0
+
+    def to_json(self) -> dict[str, object]:
+        rates = {"images_per_s": round(self.images_per_s, 1), "seconds": round(self.seconds, 2)}
+        return {**self.__dict__, **rates}
+
+
+def image_key(model_version: str, sku: str, variant: int, image_format: str) -> str:
+    suffix = f"-v{variant}" if variant else ""
+    return f"{model_version}/{sku}{suffix}.{image_format}"
+
+
+def _plan(
+    snapshot: Path, trained: TrainedGenerator, config: PublishConfig
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per image to exist: sku, variant, key, seed, content_hash, row (into conditions)."""
+    valid = snapshot / "valid.parquet"
+    if not valid.is_file():
+        raise ValueError(f"{snapshot}: not a snapshot (no valid.parquet); run `productgen ingest` first")
+    if pq.ParquetFile(valid).metadata.num_rows == 0:
+        raise ValueError(f"{snapshot}: the snapshot has no valid rows; nothing to render")
+    conditions, rows = snapshot_conditions(snapshot, trained.conditioning)
+    if config.only_missing and "image" in rows.columns:
+        keep = rows["image"].isna() | (rows["image"].astype(str).str.strip() == "")
+        rows = rows[keep.to_numpy()]
+    variants = config.render.variants
+    plan = pd.DataFrame(
+        {
+            "row": np.repeat(rows.index.to_numpy(), variants),
+            "sku": np.repeat(rows["sku"].to_numpy(), variants),
+            "content_hash": np.repeat(rows["content_hash"].to_numpy(), variants),
+            "variant": np.tile(np.arange(variants, dtype=np.int32), len(rows)),
+        }
+    )
+    fmt, version = config.render.image_format, trained.version
+    plan["key"] = [image_key(version, s, v, fmt) for s, v in zip(plan["sku"], plan["variant"], strict=True)]
+    plan["seed"] = [noise_seed(s, version, v) for s, v in zip(plan["sku"], plan["variant"], strict=True)]
+    return plan, conditions
+
+
+def _metadata(item: dict, model_version: str, sha256: str) -> dict[str, str]:
+    return {
+        "sku": item["sku"], "variant": str(item["variant"]), "content-hash": item["content_hash"],
+        "model-version": model_version, "seed": str(item["seed"]), "sha256": sha256,
+    }  # fmt: skip
+
+
+def _recover(store: ObjectStore, todo: pd.DataFrame, model_version: str, run_id: str) -> list[dict]:
+    """Records for planned keys already in the store with this description (a killed run's work)."""
+    present = {obj.key for obj in store.list(f"{model_version}/")}
+    records = []
+    for item in todo[todo["key"].isin(present)].to_dict("records"):
+        head = store.head(item["key"])
+        meta = head.metadata if head else {}
+        if meta.get("content-hash") == item["content_hash"] and meta.get("sha256"):
+            records.append(_record(item, run_id, model_version, meta["sha256"], head.size, head.etag))
+    return records
+
+
+def _record(item: dict, run_id: str, model_version: str, sha256: str, size: int, etag: str) -> dict:
+    return {
+        "sku": item["sku"], "variant": int(item["variant"]), "key": item["key"], "sha256": sha256,
+        "bytes": size, "etag": etag, "content_hash": item["content_hash"], "model_version": model_version,
+        "seed": int(item["seed"]), "rendered_at": datetime.now(UTC), "run_id": run_id,
+    }  # fmt: skip
+
+
+def publish(
+    snapshot: Path,
+    trained: TrainedGenerator,
+    store: ObjectStore,
+    config: PublishConfig = PublishConfig(),
+    *,
+    on_progress: Callable[[PublishProgress], None] | None = None,
+) -> PublishSummary:
+    """Render every planned image not yet published and upload it; write the run's manifest."""
+    started = time.perf_counter()
+    run_id, version = new_run_id(), trained.version
+    plan, conditions = _plan(snapshot, trained, config)
+
+    # 2. skip what a manifest already records with the same description and model
+    index, absorbed = published_index(store)
+    plan = plan.merge(index[["key", "content_hash", "model_version"]], on=["key", "content_hash"], how="left")
+    done_before = (plan.pop("model_version") == version).to_numpy()
+    carried = index[index["key"].isin(set(plan["key"][done_before]))]
+    todo = plan[~done_before].reset_index(drop=True)
+
+    # 3. adopt objects a killed run uploaded after its last manifest part
+    writer = ManifestWriter(store, run_id, config.manifest_chunk)
+    recovered = _recover(store, todo, version, run_id)
+    writer.add(recovered)
+    todo = todo[~todo["key"].isin({r["key"] for r in recovered})].reset_index(drop=True)
+
+    # 4. render in this thread, encode + upload on the pool, at most max_in_flight images pending
+    slots = threading.BoundedSemaphore(config.max_in_flight)
+    lock, completed, failures = threading.Lock(), [], []
+
+    def store_one(item: dict, pixels: np.ndarray) -> None:
+        try:
+            body = encode_image(pixels, config.render)
+            sha256 = hashlib.sha256(body).hexdigest()
+            etag = store.put(
+                item["key"], body, content_type=config.render.content_type, cache_control=CACHE_CONTROL,
+                metadata=_metadata(item, version, sha256),
+            )  # fmt: skip
+            with lock:
+                completed.append(_record(item, run_id, version, sha256, len(body), etag))
+        except Exception as e:  # the first failure stops the run; in-flight work still lands
+            with lock:
+                failures.append(e)
+        finally:
+            slots.release()
+
+    def drain() -> None:
+        with lock:
+            records, completed[:] = list(completed), []
+        writer.add(records)
+
+    futures: list[Future] = []
+    batch = config.render.batch_size
+    with ThreadPoolExecutor(config.upload_workers, thread_name_prefix="publish") as pool:
+        for start in range(0, len(todo), batch):
+            if failures:
+                break
+            items = todo.iloc[start : start + batch].to_dict("records")
+            pixels = generate(trained, conditions[[i["row"] for i in items]], [i["seed"] for i in items])
+            for item, image in zip(items, pixels, strict=True):
+                slots.acquire()
+                futures.append(pool.submit(store_one, item, image))
+            futures = [f for f in futures if not f.done()]
+            drain()
+            if on_progress:
+                on_progress(PublishProgress(len(todo), start + len(items), time.perf_counter() - started))
+        wait(futures)
+    drain()
+    writer.flush()  # everything that landed is recorded before any failure is raised
+    if failures:
+        raise failures[0]
+
+    # 5. the whole published state: carried rows plus everything this run recorded
+    written = writer.written()
+    rows = pd.concat([carried, written], ignore_index=True) if len(carried) else written
+    new = len(written) - len(recovered)
+    summary = PublishSummary(
+        run_id=run_id, dest=store.uri, model_version=version, rows=int(plan["sku"].nunique()),
+        images=len(rows), published=new, unchanged=len(carried), recovered=len(recovered),
+        bytes=int(written["bytes"].sum()), seconds=time.perf_counter() - started, manifest="",
+    )  # fmt: skip
+    key = writer.finish(rows, absorbed, {"model_version": version, "published": new, "dest": store.uri})
+    summary.manifest = f"{store.uri}/{key}"
+    return summary
