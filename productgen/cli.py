@@ -13,12 +13,15 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
 from productgen.catalog.fashion_mnist import ENV_VAR, FashionMNISTSource, FashionMNISTUnavailable
 from productgen.storage import S3Settings, StorageError
+
+if TYPE_CHECKING:  # torch comes with it: imported only by the commands that need it
+    from productgen.registry import GateConfig
 
 # The packaged text model needs no hub; never reach for one unless the user says so.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -69,6 +72,27 @@ def s3_settings() -> S3Settings:
         endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
         region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
     )
+
+
+MODEL_CACHE = Path.home() / ".cache" / "productgen" / "models"
+
+
+def gate_config(overrides: list[str] | None) -> GateConfig:
+    """GateConfig from --gate name=value items (tolerance, fid_tolerance, min.METRIC)."""
+    from productgen.registry import GateConfig
+
+    fields: dict[str, object] = {"minimum": {}}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--gate {item!r}: write it as name=value")
+        if key.startswith("min."):
+            fields["minimum"][key.removeprefix("min.")] = float(value)
+        elif key in {"tolerance", "fid_tolerance"}:
+            fields[key] = float(value)
+        else:
+            raise UserError(f"--gate {key!r}: use tolerance, fid_tolerance or min.METRIC")
+    return GateConfig(**fields)
 
 
 def _report(summary: dict[str, object], as_json: bool, title: str) -> None:
@@ -243,7 +267,9 @@ def sample_cmd(
 def render_cmd(
     snapshot: Annotated[Path, typer.Argument(help="Snapshot folder (ingested and encoded).")],
     dest: Annotated[str, typer.Option(help="s3://bucket/prefix or file:///folder (or a folder path).")],
-    model: Annotated[Path, typer.Option(help="Run folder of the model to render with.")],
+    model: Annotated[
+        Path | None, typer.Option(help="Run folder to render with; default: the store's promoted model.")
+    ] = None,
     only_missing: Annotated[bool, typer.Option(help="Only rows without a catalog image.")] = False,
     variants: Annotated[int, typer.Option(help="Images per SKU, each from its own seed.")] = 1,
     image_format: Annotated[str, typer.Option("--format", help="png or webp.")] = "png",
@@ -265,8 +291,10 @@ def render_cmd(
         only_missing=only_missing,
         upload_workers=workers,
     )
-    trained = load_generator(model)
+    from productgen.registry import fetch_model
+
     store = open_store(dest, s3_settings(), create_bucket=create_bucket)
+    trained = load_generator(model or fetch_model(store, MODEL_CACHE))
     columns = (TextColumn("render"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=as_json) as bar:
         task = bar.add_task("render", total=None)
@@ -303,3 +331,47 @@ def dev_s3_cmd(
             time.sleep(3600)
     except KeyboardInterrupt:
         server.stop()
+
+
+@app.command("evaluate")
+@_one_line_errors
+def evaluate_cmd(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `productgen train`.")],
+    snapshot: Annotated[Path, typer.Argument(help="Snapshot with the real photos (train + holdout).")],
+    holdout_rows: Annotated[int | None, typer.Option(help="Render at most this many holdout rows.")] = None,
+    judge_epochs: Annotated[int, typer.Option(help="Epochs for the judge (cached per snapshot).")] = 12,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the gate numbers as one JSON line.")] = False,
+) -> None:
+    """Measure how well renders match their descriptions; write eval.json, eval.md, contact sheet."""
+    from productgen.evaluate import EvalConfig, evaluate_run
+    from productgen.report import write_report
+
+    evaluation = evaluate_run(run, snapshot, EvalConfig(judge_epochs=judge_epochs, holdout_rows=holdout_rows))
+    paths = write_report(evaluation, run)
+    summary = {**evaluation.metrics["gate"], **{k: str(v) for k, v in paths.items()}}
+    _report(summary, as_json, f"evaluated {run} (model {evaluation.metrics['model_version']})")
+
+
+@app.command("promote")
+@_one_line_errors
+def promote_cmd(
+    run: Annotated[Path, typer.Argument(help="Evaluated run folder.")],
+    store: Annotated[str, typer.Option(help="Registry store: s3://bucket/prefix or a folder.")],
+    force: Annotated[bool, typer.Option(help="Promote even if the gate refuses (logged).")] = False,
+    gate: Annotated[
+        list[str] | None,
+        typer.Option(help="Gate setting: tolerance=0.01, fid_tolerance=0.05, min.METRIC=0.9."),
+    ] = None,
+    create_bucket: Annotated[bool, typer.Option(help="Create the S3 bucket if it is missing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as one JSON line.")] = False,
+) -> None:
+    """Make a run the model renders use, if its evaluation is at least as good as the current one's."""
+    from productgen.registry import promote
+    from productgen.storage import open_store
+
+    decision = promote(
+        run, open_store(store, s3_settings(), create_bucket=create_bucket), gate_config(gate), force=force
+    )
+    _report(decision.to_json(), as_json, "promoted" if decision.promoted else "refused by the gate")
+    if not decision.promoted:
+        raise typer.Exit(1)

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["colour_rgb", "find_colour", "rgb_to_unit"]
+__all__ = ["colour_rgb", "find_colour", "nearest_name", "rgb_to_unit"]
 
 _HEX = re.compile(r"#(?:[0-9a-fA-F]{6}|[0-9a-fA-F]{3})\b")
 _WORD = re.compile(r"[a-z]+(?:[ '-][a-z]+)*")
@@ -69,6 +69,12 @@ def find_colour(text: str) -> tuple[str, tuple[int, int, int]] | None:
             if name in table:
                 return name, table[name]
     return None
+
+
+def nearest_name(rgb: tuple[int, int, int], names: dict[str, tuple[int, int, int]]) -> str:
+    """The name in `names` (name -> sRGB) whose colour is nearest `rgb` (squared sRGB distance)."""
+    table = np.array(list(names.values()), np.float64)
+    return list(names)[int(((table - np.asarray(rgb, np.float64)) ** 2).sum(1).argmin())]
 
 
 def rgb_to_unit(rgb: tuple[int, int, int] | None) -> np.ndarray:

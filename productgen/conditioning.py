@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from productgen.colors import colour_rgb, find_colour, rgb_to_unit
+from productgen.colors import colour_rgb, find_colour, nearest_name, rgb_to_unit
 from productgen.text import TextEncoder, read_embeddings
 
 __all__ = ["PARTS", "ConditionConfig", "Vocabulary", "prompt_conditions", "snapshot_conditions"]
@@ -70,6 +70,16 @@ def _rgb_of(color: str | None, title: str) -> np.ndarray:
     return rgb_to_unit(rgb)
 
 
+def _named(
+    found: tuple[str, tuple[int, int, int]] | None, vocabulary: Vocabulary
+) -> tuple[str, tuple[int, int, int]] | None:
+    """A hex code has no useful text embedding: it speaks through the nearest known colour's word."""
+    if not found or not found[0].startswith("#"):
+        return found
+    known = {name: rgb for name in vocabulary.colors if (rgb := colour_rgb(name))}
+    return (nearest_name(found[1], known), found[1]) if known else found
+
+
 def _assemble(config: ConditionConfig, parts: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate([parts[name] for name in config.parts], axis=1).astype(np.float32)
 
@@ -100,7 +110,7 @@ def prompt_conditions(
 ) -> tuple[np.ndarray, list[dict[str, str | None]]]:
     """Condition vectors for free-text prompts, and what was read from each (colour, category)."""
     description = encoder.encode(list(texts))  # (N, D)
-    colours = [find_colour(t) for t in texts]
+    colours = [_named(find_colour(t), vocabulary) for t in texts]
     colour_names = sorted({c[0] for c in colours if c})
     colour_vectors = (
         dict(zip(colour_names, encoder.encode(colour_names), strict=True)) if colour_names else {}

@@ -1,15 +1,25 @@
-"""The judge: trained on real photos, it reads colour from them, and its metric can fail."""
+"""The judge and the quality metrics: they pass on real photos and fail on noise; the report."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from productgen.catalog.schema import CATEGORIES, PALETTE
+from productgen.colors import find_colour, nearest_name
 from productgen.conditioning import ConditionConfig
 from productgen.dataset import load_training_set
-from productgen.evaluate import _relabel, judge_accuracy, train_judge
+from productgen.evaluate import _relabel, judge_accuracy, score_renders, train_judge
+from productgen.metrics import frechet_distance
+from productgen.paraphrase import paraphrase_set
 
 
 @pytest.fixture(scope="module")
@@ -34,3 +44,66 @@ def test_accuracy_falls_to_chance_with_shuffled_descriptions(judged) -> None:
     shuffled = {k: v[torch.roll(torch.arange(len(v)), 7)] for k, v in labels.items()}
     lying = judge_accuracy(judge.net, holdout.images, shuffled)
     assert honest["color"] >= 0.8 and lying["color"] <= 0.35
+
+
+def test_real_photos_as_renders_score_like_real_and_noise_scores_like_noise(
+    judged, tiny_snapshot: Path
+) -> None:
+    """Metrics can pass and fail: real photos match their own statistics; noise matches nothing."""
+    judge, holdout = judged
+    labels = _relabel(holdout, judge.classes)
+    train = load_training_set(tiny_snapshot, 32, ConditionConfig(), exclude_split="holdout")
+    perfect = score_renders(judge, holdout.images, labels, holdout.images, train.images)
+    assert perfect["ratio"]["color"] == pytest.approx(1.0)
+    assert perfect["fid"] == pytest.approx(0.0, abs=1e-3) and perfect["precision"] == perfect["recall"] == 1.0
+    assert perfect["fid_floor"] > 0
+
+    noise = torch.randint(
+        0, 256, holdout.images.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    bad = score_renders(judge, noise, labels, holdout.images, train.images)
+    assert bad["fid"] > 5 * bad["fid_floor"]
+    assert bad["recall"] <= 0.1  # noise covers none of the real photos' manifold
+    assert bad["ratio"]["color"] <= 0.4
+
+
+def test_frechet_distance_of_known_gaussians() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(20000, 4))
+    assert frechet_distance(a, rng.normal(size=(20000, 4))) == pytest.approx(0.0, abs=0.02)
+    # shifting every coordinate by 1 adds |mu|^2 = 4; doubling the scale adds 4 * (1 - 2)^2 = 4 more
+    assert frechet_distance(a, rng.normal(1.0, 2.0, size=(20000, 4))) == pytest.approx(8.0, rel=0.05)
+
+
+def test_paraphrases_use_words_the_templates_never_use() -> None:
+    prompts = paraphrase_set()
+    template_nouns = {n.lower() for _, _, nouns in CATEGORIES for n in nouns}
+    assert len(prompts) == 2 * 10 * 14 and {p.kind for p in prompts} == {"hex", "synonym"}
+    for p in prompts:
+        lowered = p.text.lower()
+        assert not any(f" {n} " in f" {lowered} " for n in template_nouns), p.text
+        _, rgb = find_colour(p.text)
+        assert nearest_name(rgb, PALETTE) == p.color, p.text
+        if p.kind == "synonym":
+            assert p.color not in lowered.split(), p.text
+
+
+def test_evaluate_writes_report_and_contact_sheet(
+    tiny_snapshot: Path, tiny_run: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    done = subprocess.run(
+        [sys.executable, "-m", "productgen", "evaluate", str(run), str(tiny_snapshot), "--judge-epochs", "3",
+         "--json"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    gate = json.loads(done.stdout.splitlines()[-1])
+    assert {"category_ratio", "color_accuracy", "paraphrase_color_accuracy", "fid"} <= set(gate)
+    metrics = json.loads((run / "eval.json").read_text())
+    assert metrics["holdout"]["rows"] == 40 and metrics["paraphrase"]["prompts"] == 280
+    assert 0 <= metrics["cas"]["accuracy"]["color"] <= 1 and metrics["holdout"]["fid"] > 0
+    assert "| color |" in (run / "eval.md").read_text()
+    sheet = Image.open(run / "contact-sheet.png")
+    assert sheet.width > 8 * 96 and sheet.height > 3 * 96  # 24 pairs, 8 images a row

@@ -1,0 +1,132 @@
+"""The model registry in the object store, and the gate that keeps a worse model from renders.
+
+    STORE/models/<version>/model.safetensors, run.json, eval.json, eval.md, contact-sheet.png
+    STORE/models/current          JSON: the promoted version, when, its gate numbers
+    STORE/models/history.jsonl    one line per promotion decision (promoted, refused, forced)
+
+`promote` compares the candidate's gate numbers (eval.json) with the current model's: every
+accuracy and ratio must be at least as high, and FID at least as low, within the tolerances of
+GateConfig. Renders use `models/current` unless a run is named.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from productgen.catalog.tables import atomic_path
+from productgen.report import CONTACT_SHEET, EVAL_JSON, EVAL_MD
+from productgen.runs import load_generator, read_run
+from productgen.storage import ObjectStore, StorageError
+
+__all__ = ["GateConfig", "Promotion", "current_model", "fetch_model", "gate_decision", "promote"]
+
+CURRENT, HISTORY = "models/current", "models/history.jsonl"
+MODEL_FILES = ("model.safetensors", "run.json")
+REPORT_FILES = (EVAL_JSON, EVAL_MD, CONTACT_SHEET)
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """How much worse than the current model a candidate may be and still be promoted."""
+
+    tolerance: float = 0.01  # accuracies and ratios: absolute slack (0.01 = one point)
+    fid_tolerance: float = 0.05  # FID: relative slack (0.05 = 5% higher)
+    minimum: dict[str, float] = field(default_factory=dict)  # absolute floors, e.g. {"color_accuracy": 0.9}
+
+
+@dataclass
+class Promotion:
+    version: str
+    promoted: bool
+    forced: bool
+    previous: str | None
+    reasons: list[str]  # why it was refused (or what --force overrode)
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def gate_decision(
+    candidate: dict[str, float], current: dict[str, float] | None, config: GateConfig
+) -> list[str]:
+    """Reasons to refuse the candidate; an empty list means it may be promoted."""
+    reasons = [
+        f"{name} {candidate.get(name, 0):.4f} is below the minimum {floor:.4f}"
+        for name, floor in config.minimum.items()
+        if candidate.get(name, 0) < floor
+    ]
+    for name, before in (current or {}).items():
+        if name not in candidate:
+            reasons.append(f"{name} is missing from the candidate's evaluation")
+        elif name == "fid" and candidate[name] > before * (1 + config.fid_tolerance):
+            reasons.append(f"fid {candidate[name]:.3f} is worse than the current model's {before:.3f}")
+        elif name != "fid" and candidate[name] < before - config.tolerance:
+            reasons.append(f"{name} {candidate[name]:.4f} is worse than the current model's {before:.4f}")
+    return reasons
+
+
+def _read_json(store: ObjectStore, key: str) -> dict | None:
+    return json.loads(store.get(key)) if store.head(key) is not None else None
+
+
+def promote(
+    run_dir: Path, store: ObjectStore, config: GateConfig = GateConfig(), *, force: bool = False
+) -> Promotion:
+    """Upload the run's model and report, and point models/current at it if the gate allows."""
+    read_run(run_dir)
+    evaluation_path = run_dir / EVAL_JSON
+    if not evaluation_path.is_file():
+        raise ValueError(f"{run_dir}: no {EVAL_JSON}; run `productgen evaluate {run_dir} SNAPSHOT` first")
+    evaluation = json.loads(evaluation_path.read_text())
+    version = load_generator(run_dir).version
+    if evaluation["model_version"] != version:
+        raise ValueError(
+            f"{evaluation_path} is for model {evaluation['model_version']}, not {version}; evaluate again"
+        )
+    current = _read_json(store, CURRENT)
+    previous = current["version"] if current else None
+    if previous == version:
+        return Promotion(version, True, False, previous, ["already the current model"])
+
+    reasons = gate_decision(evaluation["gate"], current["gate"] if current else None, config)
+    promoted = force or not reasons
+    if promoted:
+        for name in (*MODEL_FILES, *REPORT_FILES):
+            if (run_dir / name).is_file():
+                store.put(f"models/{version}/{name}", (run_dir / name).read_bytes())
+        pointer = {"version": version, "promoted_at": datetime.now(UTC).isoformat(), "forced": bool(reasons),
+                   "run": str(run_dir), "gate": evaluation["gate"]}  # fmt: skip
+        store.put(CURRENT, json.dumps(pointer, indent=2).encode(), content_type="application/json")
+    decision = "forced" if promoted and reasons else ("promoted" if promoted else "refused")
+    entry = {"version": version, "at": datetime.now(UTC).isoformat(), "decision": decision,
+             "previous": previous, "reasons": reasons, "gate": evaluation["gate"]}  # fmt: skip
+    history = store.get(HISTORY) if store.head(HISTORY) is not None else b""
+    store.put(HISTORY, history + json.dumps(entry).encode() + b"\n", content_type="application/x-ndjson")
+    return Promotion(version, promoted, promoted and bool(reasons), previous, reasons)
+
+
+def current_model(store: ObjectStore) -> dict | None:
+    """The models/current pointer, or None before the first promotion."""
+    return _read_json(store, CURRENT)
+
+
+def fetch_model(store: ObjectStore, cache_dir: Path, version: str | None = None) -> Path:
+    """A local run folder for the promoted model (or `version`), downloaded once into cache_dir."""
+    if version is None:
+        current = current_model(store)
+        if current is None:
+            raise StorageError(
+                f"{store.uri}: no promoted model (models/current); pass --model RUN_DIR or promote one"
+            )
+        version = current["version"]
+    target = cache_dir / version
+    for name in MODEL_FILES:
+        if not (target / name).is_file():
+            with atomic_path(target / name) as tmp:
+                tmp.write_bytes(store.get(f"models/{version}/{name}"))
+    if load_generator(target).version != version:
+        raise StorageError(f"{store.uri}/models/{version}: the weights do not hash to {version}")
+    return target

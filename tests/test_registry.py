@@ -1,0 +1,87 @@
+"""The registry and its gate: a worse model is refused, --force is logged, renders use the promoted one."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from productgen.registry import GateConfig, current_model, fetch_model, gate_decision, promote
+from productgen.runs import load_generator
+from productgen.storage import S3Settings, StorageError, open_store
+from productgen.train import train, train_config
+
+GATE = {"category_ratio": 0.8, "color_accuracy": 0.95, "paraphrase_color_accuracy": 0.9, "fid": 2.0}
+
+
+def _evaluated(run: Path, target: Path, gate: dict[str, float]) -> Path:
+    """A copy of `run` with an eval.json carrying these gate numbers (evaluation itself is tested
+    in test_evaluate.py; here only the decision matters)."""
+    shutil.copytree(run, target)
+    version = load_generator(target).version
+    (target / "eval.json").write_text(json.dumps({"model_version": version, "gate": gate}))
+    return target
+
+
+@pytest.fixture(scope="module")
+def other_run(tiny_snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second model (different weights, so a different version)."""
+    config = train_config("cpu-demo", batch_size=16, g_ch=8, d_ch=8, sample_every=1000, checkpoint_every=1000)
+    run = tmp_path_factory.mktemp("other") / "run"
+    train(tiny_snapshot, run, dataclasses.replace(config, max_steps=5, max_minutes=None, seed=1))
+    return run
+
+
+def test_gate_compares_each_number_in_its_direction() -> None:
+    config = GateConfig(tolerance=0.01, fid_tolerance=0.05)
+    assert gate_decision(GATE, None, config) == []
+    assert gate_decision({**GATE, "color_accuracy": 0.945}, GATE, config) == []  # within tolerance
+    worse = gate_decision({**GATE, "category_ratio": 0.7, "fid": 2.5}, GATE, config)
+    assert len(worse) == 2 and "category_ratio" in worse[0] and "fid" in worse[1]
+    assert gate_decision({**GATE, "fid": 1.0, "category_ratio": 0.9}, GATE, config) == []  # better
+    floors = gate_decision(GATE, None, GateConfig(minimum={"color_accuracy": 0.99}))
+    assert floors == ["color_accuracy 0.9500 is below the minimum 0.9900"]
+
+
+def test_promote_refuses_worse_logs_force_and_renders_use_current(
+    tiny_snapshot: Path, tiny_run: Path, other_run: Path, tmp_path: Path, s3_env: S3Settings
+) -> None:
+    store = open_store("s3://registry/catalog", s3_env, create_bucket=True)
+    good = _evaluated(tiny_run, tmp_path / "good", GATE)
+    worse = _evaluated(other_run, tmp_path / "worse", {**GATE, "category_ratio": 0.5})
+
+    first = promote(good, store)
+    assert first.promoted and first.previous is None
+    refused = promote(worse, store)
+    assert not refused.promoted and "category_ratio 0.5000 is worse" in refused.reasons[0]
+    assert current_model(store)["version"] == first.version
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "productgen", *args], capture_output=True, text=True)
+
+    assert cli("promote", str(worse), "--store", "s3://registry/catalog").returncode == 1
+    forced = cli("promote", str(worse), "--store", "s3://registry/catalog", "--force", "--json")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout.splitlines()[-1])["forced"] is True
+    assert current_model(store)["version"] == refused.version and current_model(store)["forced"]
+    history = [json.loads(line) for line in store.get("models/history.jsonl").splitlines()]
+    assert [h["decision"] for h in history] == ["promoted", "refused", "refused", "forced"]
+
+    # render with no --model: the promoted (forced) model, fetched from the store
+    rendered = cli("render", str(tiny_snapshot), "--dest", "s3://registry/catalog", "--json")
+    assert rendered.returncode == 0, rendered.stderr
+    assert json.loads(rendered.stdout.splitlines()[-1])["model_version"] == refused.version
+    assert load_generator(fetch_model(store, tmp_path / "cache")).version == refused.version
+
+
+def test_promote_needs_an_evaluation_and_render_needs_a_model(tiny_run: Path, tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "store"))
+    with pytest.raises(ValueError, match=r"no eval\.json; run `productgen evaluate"):
+        promote(tiny_run, store)
+    with pytest.raises(StorageError, match="no promoted model"):
+        fetch_model(store, tmp_path / "cache")
