@@ -68,10 +68,7 @@ def _one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 def s3_settings() -> S3Settings:
     """S3 settings from the standard AWS environment (AWS_ENDPOINT_URL for MinIO or a local server)."""
-    return S3Settings(
-        endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
-        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-    )
+    return S3Settings.from_env(os.environ)
 
 
 MODEL_CACHE = Path.home() / ".cache" / "productgen" / "models"

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from productgen.catalog.tables import atomic_path
 from productgen.conditioning import ConditionConfig, Vocabulary, snapshot_conditions
 
-__all__ = ["TrainingSet", "decode_photos", "load_training_set"]
+__all__ = ["TrainingSet", "decode_photos", "load_training_set", "training_fingerprint"]
 
 
 @dataclass
@@ -79,10 +79,10 @@ def _image_root(snapshot: Path) -> Path:
     return Path(root)
 
 
-def load_training_set(
-    snapshot: Path, image_size: int, conditioning: ConditionConfig, *, exclude_split: str = "holdout"
-) -> TrainingSet:
-    """Rows with a photo (not in `exclude_split`, when the catalog has a split column)."""
+def _select(
+    snapshot: Path, conditioning: ConditionConfig, exclude_split: str
+) -> tuple[np.ndarray, pd.DataFrame, list[str], int]:
+    """Rows with a readable photo outside `exclude_split`: conditions, rows, photo paths, missing."""
     conditions, rows = snapshot_conditions(snapshot, conditioning)
     keep = rows["image"].notna().to_numpy()
     if "split" in rows.columns:
@@ -95,12 +95,30 @@ def load_training_set(
     if not keep.any():
         raise ValueError(f"{snapshot}: no row has a readable photo to train on (image column, {root})")
     rows, conditions = rows[keep].reset_index(drop=True), conditions[keep]
-    paths = [p for p, k in zip(paths, keep, strict=True) if k]
+    return conditions, rows, [p for p, k in zip(paths, keep, strict=True) if k], missing
 
+
+def _fingerprint(rows: pd.DataFrame, image_size: int, conditioning: ConditionConfig) -> str:
     digest = hashlib.sha256(f"{image_size}|{conditioning.parts}".encode())
     for column in ("sku", "content_hash", "image"):
         digest.update("\x1f".join(rows[column].astype(str)).encode())
-    fingerprint = digest.hexdigest()[:16]
+    return digest.hexdigest()[:16]
+
+
+def training_fingerprint(
+    snapshot: Path, image_size: int, conditioning: ConditionConfig, *, exclude_split: str = "holdout"
+) -> str:
+    """The fingerprint `load_training_set` would give, without decoding a photo."""
+    _, rows, _, _ = _select(snapshot, conditioning, exclude_split)
+    return _fingerprint(rows, image_size, conditioning)
+
+
+def load_training_set(
+    snapshot: Path, image_size: int, conditioning: ConditionConfig, *, exclude_split: str = "holdout"
+) -> TrainingSet:
+    """Rows with a photo (not in `exclude_split`, when the catalog has a split column)."""
+    conditions, rows, paths, missing = _select(snapshot, conditioning, exclude_split)
+    fingerprint = _fingerprint(rows, image_size, conditioning)
 
     cache = snapshot / ".cache" / f"images-{image_size}px-{fingerprint}.safetensors"
     if cache.is_file():

@@ -17,11 +17,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from productgen.catalog.tables import atomic_path
+from productgen.conditioning import ConditionConfig
+from productgen.dataset import training_fingerprint
 from productgen.report import CONTACT_SHEET, EVAL_JSON, EVAL_MD
 from productgen.runs import load_generator, read_run
 from productgen.storage import ObjectStore, StorageError
 
-__all__ = ["GateConfig", "Promotion", "current_model", "fetch_model", "gate_decision", "promote"]
+__all__ = [
+    "RETRAIN_MODES",
+    "GateConfig",
+    "Promotion",
+    "current_model",
+    "fetch_model",
+    "gate_decision",
+    "promote",
+    "retrain_reason",
+]
 
 CURRENT, HISTORY = "models/current", "models/history.jsonl"
 MODEL_FILES = ("model.safetensors", "run.json")
@@ -97,8 +108,12 @@ def promote(
         for name in (*MODEL_FILES, *REPORT_FILES):
             if (run_dir / name).is_file():
                 store.put(f"models/{version}/{name}", (run_dir / name).read_bytes())
-        pointer = {"version": version, "promoted_at": datetime.now(UTC).isoformat(), "forced": bool(reasons),
-                   "run": str(run_dir), "gate": evaluation["gate"]}  # fmt: skip
+        run = read_run(run_dir)
+        pointer = {
+            "version": version, "promoted_at": datetime.now(UTC).isoformat(), "forced": bool(reasons),
+            "run": str(run_dir), "gate": evaluation["gate"], "data_fingerprint": run["data_fingerprint"],
+            "image_size": run["image_size"], "conditioning": run["conditioning"],
+        }  # fmt: skip
         store.put(CURRENT, json.dumps(pointer, indent=2).encode(), content_type="application/json")
     decision = "forced" if promoted and reasons else ("promoted" if promoted else "refused")
     entry = {"version": version, "at": datetime.now(UTC).isoformat(), "decision": decision,
@@ -106,6 +121,32 @@ def promote(
     history = store.get(HISTORY) if store.head(HISTORY) is not None else b""
     store.put(HISTORY, history + json.dumps(entry).encode() + b"\n", content_type="application/x-ndjson")
     return Promotion(version, promoted, promoted and bool(reasons), previous, reasons)
+
+
+RETRAIN_MODES = ("auto", "always", "never")
+
+
+def retrain_reason(mode: str, store: ObjectStore, snapshot: Path) -> str | None:
+    """Why a new model should be trained on `snapshot` (None: render with the promoted one).
+
+    auto: when no model is promoted or its training data fingerprint differs from the snapshot's.
+    """
+    if mode not in RETRAIN_MODES:
+        raise ValueError(f"retrain={mode!r}: use one of {', '.join(RETRAIN_MODES)}")
+    current = current_model(store)
+    if mode == "always":
+        return "retrain=always"
+    if current is None:
+        if mode == "never":
+            raise StorageError(f"{store.uri}: retrain=never but no model is promoted; train and promote one")
+        return "no promoted model yet"
+    if mode == "never":
+        return None
+    conditioning = ConditionConfig(parts=tuple(current["conditioning"]))
+    now = training_fingerprint(snapshot, current["image_size"], conditioning)
+    if now != current["data_fingerprint"]:
+        return f"training data changed (fingerprint {current['data_fingerprint']} -> {now})"
+    return None
 
 
 def current_model(store: ObjectStore) -> dict | None:

@@ -18,7 +18,7 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -59,6 +59,15 @@ class S3Settings:
     region: str = "us-east-1"
     max_pool_connections: int = 32  # at least the upload concurrency
     max_attempts: int = 5
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> S3Settings:
+        """From the standard AWS variables (AWS_ENDPOINT_URL for MinIO or a local server); the edge
+        (CLI, flows) passes os.environ."""
+        return cls(
+            endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        )
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,14 +34,10 @@ def files_bytes(directory: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """moto's S3-compatible server on 127.0.0.1, spoken to over HTTP like MinIO; yields its URL."""
-    from moto.server import ThreadedMotoServer
+    from productgen.devs3 import start_local_s3
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
+    server = start_local_s3()
+    yield server.url
     server.stop()
 
 

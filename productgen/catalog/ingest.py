@@ -43,6 +43,7 @@ __all__ = [
     "ingest",
     "ingest_source",
     "normalise_text",
+    "source_fingerprint",
 ]
 
 MAX_SKU = 128
@@ -415,6 +416,23 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         for f in schema
     ]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def source_fingerprint(source: str, *, s3: S3Settings | None = None) -> str:
+    """What identifies a catalog's content: SHA-256 of a local file, ETag and size of an S3 object."""
+    if not source.startswith("s3://"):
+        digest = hashlib.sha256()
+        with Path(source).open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
+    from productgen.storage import S3Settings, open_store
+
+    bucket, key = source[len("s3://") :].split("/", 1)
+    head = open_store(f"s3://{bucket}", s3 or S3Settings()).head(key)
+    if head is None:
+        raise ValueError(f"{source}: no such object")
+    return f"s3:{head.etag}:{head.size}"
 
 
 def ingest_source(

@@ -1,0 +1,1 @@
+"""Prefect flows for productgen: thin wrappers that compose library functions (see flows/README.md)."""

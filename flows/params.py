@@ -1,0 +1,40 @@
+"""Flow parameters as pydantic models: the Prefect UI shows them as a typed form."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class NightlyParams(BaseModel):
+    """One nightly catalog render: ingest -> encode -> (train -> evaluate -> promote) -> render."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    catalog: str = Field(description="Catalog file (.csv, .csv.gz, .jsonl, .parquet) or s3://bucket/key")
+    dest: str = Field(description="Where images, manifests and the model registry live: s3://bucket/prefix")
+    workdir: str = Field("build/pipeline", description="Local folder for snapshots, runs and caches")
+    preset: Literal["cpu-demo", "gpu"] = Field("cpu-demo", description="Training preset")
+    retrain: Literal["auto", "always", "never"] = Field(
+        "auto", description="auto: when the training data changed or no model is promoted"
+    )
+    max_minutes: float = Field(10.0, gt=0, le=24 * 60, description="Training time budget")
+    only_missing: bool = Field(False, description="Render only SKUs without a catalog image")
+    judge_epochs: int = Field(12, ge=1, le=100, description="Epochs of the evaluation judge (cached)")
+    force_promote: bool = Field(False, description="Promote even if the quality gate refuses (logged)")
+    create_bucket: bool = Field(True, description="Create the S3 bucket when it is missing")
+
+
+class RenderParams(BaseModel):
+    """Render a snapshot with the promoted model and publish it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    snapshot: str = Field(description="Snapshot folder (ingested and encoded)")
+    dest: str = Field(description="s3://bucket/prefix or file:///folder")
+    workdir: str = Field("build/pipeline", description="Local folder for the model cache")
+    only_missing: bool = False
+    variants: int = Field(1, ge=1, le=16)
+    image_format: Literal["png", "webp"] = "png"
+    size: int | None = Field(None, ge=8, le=4096, description="Output pixels; empty: the model's own")

@@ -1,0 +1,159 @@
+"""The flows: one per stage, and `nightly` composing them. Each reads as its steps, nothing more."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_image_artifact, create_link_artifact, create_markdown_artifact
+
+from flows.params import NightlyParams, RenderParams
+from flows.tasks import (
+    decide_retrain,
+    encode_descriptions,
+    evaluate_model,
+    fingerprint_catalog,
+    ingest_catalog,
+    promote_model,
+    publish_images,
+    registry_report,
+    train_model,
+)
+from productgen.report import markdown_report
+
+
+@flow(name="ingest")
+def ingest_flow(catalog: str, workdir: str = "build/pipeline") -> dict:
+    """Validate a catalog into a snapshot named by its content; bad rows go to rejects with reasons."""
+    fingerprint = fingerprint_catalog(catalog)
+    snapshot = Path(workdir) / "snapshots" / fingerprint[:16]
+    gone = not (snapshot / "summary.json").is_file()  # a cached result must not outlive its folder
+    summary = ingest_catalog.with_options(refresh_cache=gone)(catalog, fingerprint, str(snapshot))
+    return {**summary, "snapshot": str(snapshot)}
+
+
+@flow(name="encode")
+def encode_flow(snapshot: str, workdir: str = "build/pipeline") -> dict:
+    """Embed every description of a snapshot (texts already embedded come from the cache)."""
+    gone = not (Path(snapshot) / "embeddings.parquet").is_file()
+    return encode_descriptions.with_options(refresh_cache=gone)(
+        snapshot, str(Path(workdir) / "embedding-cache")
+    )
+
+
+@flow(name="train")
+def train_flow(
+    snapshot: str, workdir: str = "build/pipeline", preset: str = "cpu-demo", max_minutes: float = 10
+) -> str:
+    """Train a new model on a snapshot; returns its run folder."""
+    run_dir = Path(workdir) / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return train_model(snapshot, str(run_dir), preset, max_minutes)
+
+
+@flow(name="evaluate-promote")
+def evaluate_promote_flow(
+    run_dir: str, snapshot: str, dest: str, judge_epochs: int = 12, force: bool = False
+) -> dict:
+    """Measure a run and promote it if it is at least as good as the current model."""
+    metrics = evaluate_model(run_dir, snapshot, judge_epochs)
+    decision = promote_model(run_dir, dest, force)
+    create_markdown_artifact(
+        markdown_report(metrics), key="evaluation", description=f"Evaluation of {run_dir}"
+    )
+    return decision
+
+
+@flow(name="render")
+def render_flow(params: RenderParams) -> dict:
+    """Render a snapshot with the promoted model and publish it, exactly once per SKU."""
+    render = {"variants": params.variants, "image_format": params.image_format, "size": params.size}
+    cache = str(Path(params.workdir) / "models")
+    return publish_images(
+        params.snapshot, params.dest, cache, {"render": render, "only_missing": params.only_missing}
+    )
+
+
+@flow(name="nightly", log_prints=True)
+def nightly(params: NightlyParams) -> dict:
+    """ingest -> encode -> (train -> evaluate -> promote, when retraining) -> render -> report."""
+    logger = get_run_logger()
+    ingested = ingest_flow(params.catalog, params.workdir)
+    snapshot = ingested["snapshot"]
+    encode_flow(snapshot, params.workdir)
+
+    reason = decide_retrain(params.retrain, params.dest, snapshot, params.create_bucket)
+    promotion = None
+    if reason:
+        logger.info(f"training a new model: {reason}")
+        run_dir = train_flow(snapshot, params.workdir, params.preset, params.max_minutes)
+        promotion = evaluate_promote_flow(
+            run_dir, snapshot, params.dest, params.judge_epochs, params.force_promote
+        )
+        if not promotion["promoted"]:
+            logger.warning(f"the gate refused model {promotion['version']}: nothing is published")
+            _summary_artifact(params, ingested, snapshot, reason, promotion, None, None)
+            return {"snapshot": snapshot, "promotion": promotion, "published": None}
+    else:
+        logger.info("the promoted model was trained on this data; rendering with it")
+
+    render = RenderParams(
+        snapshot=snapshot, dest=params.dest, workdir=params.workdir, only_missing=params.only_missing
+    )
+    published = render_flow(render)
+    registry = registry_report(params.dest)
+    _summary_artifact(params, ingested, snapshot, reason, promotion, published, registry)
+    return {
+        "snapshot": snapshot,
+        "promotion": promotion,
+        "published": published,
+        "model": registry["current"],
+    }
+
+
+def _summary_artifact(params, ingested, snapshot, reason, promotion, published, registry) -> None:
+    """The run's markdown summary (counts, rejects, quality) and the contact sheet."""
+    lines = [
+        f"# Nightly catalog render: {params.catalog} -> {params.dest}",
+        "",
+        "| stage | result |",
+        "|---|---|",
+        f"| ingest | {ingested['valid']:,} valid rows, {ingested['rejected']:,} rejected (`{snapshot}`) |",
+        f"| model | {'trained: ' + reason if reason else 'unchanged data: promoted model reused'} |",
+    ]
+    if promotion:
+        verdict = "promoted" if promotion["promoted"] else "REFUSED by the gate"
+        lines.append(f"| gate | model {promotion['version']} {verdict} {'; '.join(promotion['reasons'])} |")
+    if published:
+        lines.append(
+            f"| render | {published['published']:,} published, {published['unchanged']:,} unchanged, "
+            f"{published['recovered']:,} recovered; {published['images']:,} images under model "
+            f"{published['model_version']} ({published['images_per_s']:,.0f} img/s) |"
+        )
+        lines.append(f"| manifest | `{published['manifest']}` |")
+    rejects_path = Path(snapshot) / "rejects.parquet"
+    if ingested["rejected"] and rejects_path.is_file():
+        rejects = pd.read_parquet(rejects_path, columns=["source_row", "sku", "field", "reason"]).head(20)
+        lines += [
+            "",
+            f"## Rejected rows (first {len(rejects)} of {ingested['rejected']:,})",
+            "",
+            *_table(rejects),
+        ]
+    if registry:
+        m = registry["metrics"]
+        gate = ", ".join(f"{k} {v:.3f}" for k, v in m["gate"].items())
+        lines += ["", f"## Quality of model {registry['current']['version']}", "", gate, ""]
+        lines.append(f"[contact sheet]({registry['contact_sheet']})")
+        create_image_artifact(
+            registry["contact_sheet"], key="contact-sheet", description="real photo | render"
+        )
+        create_link_artifact(registry["contact_sheet"], link_text="contact sheet", key="contact-sheet-link")
+    create_markdown_artifact("\n".join(lines), key="nightly-summary", description="Nightly catalog render")
+
+
+def _table(frame: pd.DataFrame) -> list[str]:
+    cells = frame.astype(str).map(lambda v: v.replace("|", "\\|"))
+    rows = [" | ".join(frame.columns), " | ".join("---" for _ in frame.columns)]
+    return [f"| {row} |" for row in rows + [" | ".join(r) for r in cells.itertuples(index=False)]]

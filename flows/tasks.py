@@ -1,0 +1,133 @@
+"""Tasks: one productgen function each. I/O tasks retry with backoff; deterministic compute never.
+
+Tasks hand each other folders and URIs (snapshot, run, store), never data or models. Ingest and
+encode are cached by the content they read, with results persisted as JSON, so a nightly run over
+an unchanged catalog shows them as Cached and does no work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import INPUTS
+from prefect.tasks import exponential_backoff
+
+from productgen.catalog.ingest import ingest_source, source_fingerprint
+from productgen.evaluate import EvalConfig, evaluate_run
+from productgen.publish import PublishConfig, publish
+from productgen.registry import GateConfig, fetch_model, promote, retrain_reason
+from productgen.render import RenderConfig
+from productgen.report import write_report
+from productgen.runs import load_generator
+from productgen.storage import S3Settings, open_store
+from productgen.text import DEFAULT_MODEL, EncodeConfig, encode_snapshot
+from productgen.train import train, train_config
+
+IO_RETRIES = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=5),
+    "retry_jitter_factor": 0.5,
+}
+CACHED = {"persist_result": True, "result_serializer": "json"}
+
+
+def s3() -> S3Settings:
+    """S3 settings from the worker's AWS_* environment (flows are the edge that reads it)."""
+    return S3Settings.from_env(os.environ)
+
+
+@task(**IO_RETRIES)
+def fingerprint_catalog(catalog: str) -> str:
+    """SHA-256 of a local catalog file, ETag and size of an S3 one."""
+    return source_fingerprint(catalog, s3=s3())
+
+
+@task(cache_policy=INPUTS, **IO_RETRIES, **CACHED)
+def ingest_catalog(catalog: str, fingerprint: str, snapshot: str) -> dict:
+    """Catalog -> snapshot folder; cached by the catalog's content fingerprint and the folder."""
+    return ingest_source(catalog, Path(snapshot), s3=s3()).to_json()
+
+
+@task(cache_policy=INPUTS, **CACHED)
+def encode_descriptions(snapshot: str, cache_dir: str, model: str = DEFAULT_MODEL) -> dict:
+    """Embeddings for every description; only new or changed texts reach the model.
+
+    Cached by the snapshot folder, which is named by its catalog's content fingerprint.
+    """
+    return encode_snapshot(Path(snapshot), Path(cache_dir), EncodeConfig(model=model)).to_json()
+
+
+@task(**IO_RETRIES)
+def decide_retrain(mode: str, dest: str, snapshot: str, create_bucket: bool = True) -> str | None:
+    """Why to train a new model (None: render with the promoted one)."""
+    return retrain_reason(mode, open_store(dest, s3(), create_bucket=create_bucket), Path(snapshot))
+
+
+@task
+def train_model(snapshot: str, run_dir: str, preset: str, max_minutes: float) -> str:
+    """A new run folder with the trained EMA generator; progress goes to the run's logs."""
+    logger, last = get_run_logger(), [0.0]
+
+    def on_progress(p) -> None:
+        if time.monotonic() - last[0] >= 30:
+            last[0] = time.monotonic()
+            losses = ", ".join(f"{k} {v:.3f}" for k, v in p.metrics.items())
+            logger.info(f"step {p.step}: {p.images_per_s:.0f} img/s, {losses}")
+
+    result = train(
+        Path(snapshot), Path(run_dir), train_config(preset, max_minutes=max_minutes), on_progress=on_progress
+    )
+    return str(result.run_dir)
+
+
+@task
+def evaluate_model(run_dir: str, snapshot: str, judge_epochs: int) -> dict:
+    """eval.json, eval.md and the contact sheet in the run folder; returns the metrics."""
+    evaluation = evaluate_run(Path(run_dir), Path(snapshot), EvalConfig(judge_epochs=judge_epochs))
+    write_report(evaluation, Path(run_dir))
+    return evaluation.metrics
+
+
+@task(**IO_RETRIES)
+def promote_model(run_dir: str, dest: str, force: bool = False) -> dict:
+    """Promote the run if the gate allows (or force, logged in models/history.jsonl)."""
+    return promote(Path(run_dir), open_store(dest, s3()), GateConfig(), force=force).to_json()
+
+
+@task(**IO_RETRIES)  # safe to retry: publishing is incremental and exactly once
+def publish_images(snapshot: str, dest: str, model_cache: str, config: dict) -> dict:
+    """Render with the promoted model and publish; a progress artifact follows the uploads."""
+    store = open_store(dest, s3())
+    trained = load_generator(fetch_model(store, Path(model_cache)))
+    render = RenderConfig(**config.get("render", {}))
+    publish_config = PublishConfig(render=render, only_missing=config.get("only_missing", False))
+    progress = create_progress_artifact(0.0, key="render-progress", description=f"Publishing to {dest}")
+    last = [0.0]
+
+    def on_progress(p) -> None:
+        if time.monotonic() - last[0] >= 2 or p.done == p.total:
+            last[0] = time.monotonic()
+            update_progress_artifact(progress, 100.0 * p.done / max(p.total, 1))
+
+    summary = publish(Path(snapshot), trained, store, publish_config, on_progress=on_progress)
+    update_progress_artifact(progress, 100.0)
+    return summary.to_json()
+
+
+@task(**IO_RETRIES)
+def registry_report(dest: str) -> dict:
+    """The promoted model's evaluation and a link to its contact sheet (presigned for S3)."""
+    store = open_store(dest, s3())
+    current = json.loads(store.get("models/current"))
+    version = current["version"]
+    metrics = json.loads(store.get(f"models/{version}/eval.json"))
+    return {
+        "current": current,
+        "metrics": metrics,
+        "contact_sheet": store.url(f"models/{version}/contact-sheet.png"),
+    }
