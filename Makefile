@@ -10,9 +10,9 @@ PG := $(VENV)/bin/productgen
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test lint bench fashion-mnist clean
+.PHONY: setup demo serve stop test lint bench fashion-mnist chromium clean
 
-setup: $(STAMP) fashion-mnist
+setup: $(STAMP) fashion-mnist chromium
 
 # Reinstalls only when pyproject.toml changed; pip, not uv (torch comes from local wheels).
 $(STAMP): pyproject.toml
@@ -33,31 +33,28 @@ fashion-mnist: $(STAMP)
 	fi
 	@$(VENV)/bin/productgen fashion-mnist >/dev/null
 
-# The main job on the embedded default: catalog -> snapshot -> embeddings -> model -> samples.
-# Each step is a file target, so a second `make demo` redoes only what changed.
-demo: setup $(BUILD)/run/model.safetensors
-	$(PG) sample $(BUILD)/run --out $(BUILD)/run/prompts.png -n 6 \
-	  --text "burgundy ankle boots" --text "navy wool coat" --text "scarlet sneakers" \
-	  --text "mustard yellow tote bag" --text "teal summer dress" --text "black t-shirt"
-	@echo
-	@echo "demo catalog:   $(BUILD)/demo/catalog.parquet ($(BUILD)/demo/images/)"
-	@echo "snapshot:       $(BUILD)/snapshot/ (valid.parquet, rejects.csv, embeddings.parquet)"
-	@echo "trained model:  $(BUILD)/run/ (run.json, model.safetensors, checkpoints/)"
-	@echo "sample sheet:   $(BUILD)/run/samples/latest.png"
-	@echo "prompt sheet:   $(BUILD)/run/prompts.png"
+# Chromium for the browser test of the Prefect UI (Debian packages; the test skips without it).
+chromium:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium with apt-get"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } \
+	  || echo "apt-get could not install chromium; the UI test will be skipped"; \
+	fi
 
-$(BUILD)/demo/catalog.parquet: | $(STAMP)
-	$(PG) demo-catalog --out $(BUILD)/demo
+# The main job: the nightly Prefect flow on the demo catalog against the local S3 server
+# (ingest, encode, train for DEMO_MINUTES, evaluate + gate, render, publish). A second run is
+# incremental: nothing is retrained or re-published unless the catalog changed.
+demo: setup
+	$(PY) -m flows.demo --build $(BUILD) --minutes $(DEMO_MINUTES)
 
-$(BUILD)/snapshot/valid.parquet: $(BUILD)/demo/catalog.parquet
-	$(PG) ingest $< --out $(BUILD)/snapshot
+# The Prefect UI on http://127.0.0.1:4200 with the deployments served (and the local S3 server).
+serve: setup
+	$(PY) -m flows.local serve --build $(BUILD)
 
-$(BUILD)/snapshot/embeddings.parquet: $(BUILD)/snapshot/valid.parquet
-	$(PG) encode $(BUILD)/snapshot --cache $(BUILD)/embedding-cache
-
-$(BUILD)/run/model.safetensors: $(BUILD)/snapshot/embeddings.parquet
-	rm -rf $(BUILD)/run
-	$(PG) train $(BUILD)/snapshot --out $(BUILD)/run --preset cpu-demo --max-minutes $(DEMO_MINUTES)
+# Stop the background services `make demo` / `make serve` started (the S3 server saves its data).
+stop:
+	$(PY) -m flows.local stop --build $(BUILD)
 
 test: setup
 	$(PY) -m pytest
@@ -71,6 +68,7 @@ bench: setup
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/encode.py
 	$(PY) benchmarks/train.py --preset cpu-demo --steps 60
+	$(PY) benchmarks/render.py
 
 clean:
 	rm -rf build .pytest_cache

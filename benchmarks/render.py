@@ -4,7 +4,7 @@ The S3 server (`productgen dev s3`) runs in its own process, as MinIO would. Bas
 run: for each SKU generate one image, encode it, put_object, next. Then the pipeline publishes
 every SKU to a fresh prefix, and once more after 1% of the titles changed (only those should go).
 
-    python benchmarks/render.py --model build/run [--rows 10000] [--naive 500]
+    python benchmarks/render.py [--model RUN_DIR] [--rows 10000] [--naive 500]
 """
 
 from __future__ import annotations
@@ -60,12 +60,17 @@ def store_ceiling(store, body: bytes, n: int, workers: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, default=Path("build/run"))
+    parser.add_argument("--model", type=Path, default=None, help="run folder (default: newest make demo run)")
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--naive", type=int, default=500, help="SKUs for the naive loop")
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--changed", type=float, default=0.01)
     args = parser.parse_args()
+    if args.model is None:
+        runs = sorted(Path("build/pipeline/runs").glob("*/model.safetensors"))
+        if not runs:
+            raise SystemExit("no trained model: run `make demo` first or pass --model RUN_DIR")
+        args.model = runs[-1].parent
 
     port = free_port()
     env = {**os.environ, **DEV_CREDENTIALS}

@@ -311,22 +311,37 @@ app.add_typer(dev_app, name="dev")
 def dev_s3_cmd(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 9000,
     bucket: Annotated[list[str] | None, typer.Option(help="Bucket to create; repeat for several.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Folder to load the buckets from at start and save them to at stop.")
+    ] = None,
 ) -> None:
-    """Run a local S3-compatible server (moto) until Ctrl-C; print the variables to export."""
+    """Run a local S3-compatible server (moto) until Ctrl-C or SIGTERM; print the variables to export."""
+    import signal
+
     from productgen.devs3 import start_local_s3
     from productgen.storage import S3Settings, open_store
 
     server = start_local_s3(port)
     os.environ.update(server.env)  # this process creates the buckets with the same credentials
+    if data:
+        typer.echo(f"restored {server.restore(data):,} objects from {data}")
     for name in bucket or []:
         open_store(f"s3://{name}", S3Settings(endpoint_url=server.url), create_bucket=True)
-    typer.echo(f"local S3 server on {server.url} (data lives in memory until Ctrl-C); in another shell:")
+    where = f"saved to {data} at stop" if data else "in memory until it stops"
+    typer.echo(f"local S3 server on {server.url} (data {where}); in another shell:")
     for key, value in server.env.items():
         typer.echo(f"  export {key}={value}")
+
+    def stop_on_sigterm(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` saves like Ctrl-C
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
+        if data:
+            typer.echo(f"saved {server.save(data):,} objects to {data}")
         server.stop()
 
 

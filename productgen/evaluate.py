@@ -123,8 +123,13 @@ def train_judge(
             # flips and shifts teach shape, not position; colour is never altered
             if torch.rand(()) < 0.5:
                 x = x.flip(3)
+            dy, dx = torch.randint(-2, 3, (2,)).tolist()  # photos sit on white: rolling wraps white
+            x = x.roll((dy, dx), dims=(2, 3))
             logits = net(x)
-            loss = sum(F.cross_entropy(logits[k], train_labels[k][idx], ignore_index=-1) for k in classes)
+            loss = sum(
+                F.cross_entropy(logits[k], train_labels[k][idx], ignore_index=-1, label_smoothing=0.05)
+                for k in classes
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
