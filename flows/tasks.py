@@ -24,11 +24,26 @@ from productgen.registry import GateConfig, fetch_model, promote, retrain_reason
 from productgen.render import RenderConfig
 from productgen.report import write_report
 from productgen.runs import load_generator
-from productgen.storage import S3Settings, open_store
+from productgen.storage import S3Settings, StorageError, open_store
 from productgen.text import DEFAULT_MODEL, EncodeConfig, encode_snapshot
 from productgen.train import train, train_config
 
+
+def _transient(task, task_run, state) -> bool:
+    """Retry storage trouble that may pass (unreachable, throttled); never bad input or a bad bucket."""
+    try:
+        state.result()
+    except StorageError as e:
+        return e.transient
+    except OSError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
 IO_RETRIES = {
+    "retry_condition_fn": _transient,
     "retries": 3,
     "retry_delay_seconds": exponential_backoff(backoff_factor=5),
     "retry_jitter_factor": 0.5,

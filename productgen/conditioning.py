@@ -15,6 +15,7 @@ nearest known category name in embedding space.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,14 +71,25 @@ def _rgb_of(color: str | None, title: str) -> np.ndarray:
     return rgb_to_unit(rgb)
 
 
-def _named(
-    found: tuple[str, tuple[int, int, int]] | None, vocabulary: Vocabulary
-) -> tuple[str, tuple[int, int, int]] | None:
-    """A hex code has no useful text embedding: it speaks through the nearest known colour's word."""
-    if not found or not found[0].startswith("#"):
-        return found
+def _known_word(found: tuple[str, tuple[int, int, int]] | None, vocabulary: Vocabulary) -> str | None:
+    """The catalog colour word whose embedding stands for a colour the prompt names.
+
+    A hex code has no useful text embedding, and a word the catalog never used ("scarlet") has
+    one the generator never saw: both speak through the nearest known colour (by sRGB). The
+    explicit RGB part keeps the exact colour either way.
+    """
+    if not found or found[0] in vocabulary.colors:
+        return found[0] if found else None
     known = {name: rgb for name in vocabulary.colors if (rgb := colour_rgb(name))}
-    return (nearest_name(found[1], known), found[1]) if known else found
+    return nearest_name(found[1], known) if known else found[0]
+
+
+def _without_colour(text: str, found: tuple[str, tuple[int, int, int]] | None) -> str:
+    """The prompt without its colour words, so they do not pull the category match."""
+    if not found:
+        return text
+    pattern = r"[\s-]+".join(re.escape(word) for word in found[0].split())
+    return " ".join(re.sub(pattern, " ", text, flags=re.IGNORECASE).split()) or text
 
 
 def _assemble(config: ConditionConfig, parts: dict[str, np.ndarray]) -> np.ndarray:
@@ -110,16 +122,20 @@ def prompt_conditions(
 ) -> tuple[np.ndarray, list[dict[str, str | None]]]:
     """Condition vectors for free-text prompts, and what was read from each (colour, category)."""
     description = encoder.encode(list(texts))  # (N, D)
-    colours = [_named(find_colour(t), vocabulary) for t in texts]
-    colour_names = sorted({c[0] for c in colours if c})
+    colours = [find_colour(t) for t in texts]
+    words = [_known_word(c, vocabulary) for c in colours]
+    colour_names = sorted({w for w in words if w})
     colour_vectors = (
         dict(zip(colour_names, encoder.encode(colour_names), strict=True)) if colour_names else {}
     )
     zero = np.zeros(config.text_dim, np.float32)
-    category_idx = (description @ vocabulary.category_embeddings.T).argmax(1) if vocabulary.categories else []
+    category_idx = []
+    if vocabulary.categories:
+        shapes = encoder.encode([_without_colour(t, c) for t, c in zip(texts, colours, strict=True)])
+        category_idx = (shapes @ vocabulary.category_embeddings.T).argmax(1)
     parts = {
         "description": description,
-        "color": np.stack([colour_vectors[c[0]] if c else zero for c in colours]),
+        "color": np.stack([colour_vectors[w] if w else zero for w in words]),
         "category": np.stack(
             [vocabulary.category_embeddings[i] for i in category_idx]
             if vocabulary.categories

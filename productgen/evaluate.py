@@ -120,16 +120,11 @@ def train_judge(
         net.train()
         for idx in torch.randperm(len(train)).split(batch_size):
             x = _as_input(train.images[idx])
-            # flips and shifts teach shape, not position; colour is never altered
+            # flips teach shape, not pose; colour is never altered
             if torch.rand(()) < 0.5:
                 x = x.flip(3)
-            dy, dx = torch.randint(-2, 3, (2,)).tolist()  # photos sit on white: rolling wraps white
-            x = x.roll((dy, dx), dims=(2, 3))
             logits = net(x)
-            loss = sum(
-                F.cross_entropy(logits[k], train_labels[k][idx], ignore_index=-1, label_smoothing=0.05)
-                for k in classes
-            )
+            loss = sum(F.cross_entropy(logits[k], train_labels[k][idx], ignore_index=-1) for k in classes)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -334,7 +329,7 @@ def evaluate_run(
         "model_version": trained.version,
         "run": str(run_dir),
         "snapshot": str(snapshot),
-        "family": trained.metadata.get("family"),
+        "family": trained.generator.config.family,
         "conditioning": list(trained.conditioning.parts),
         "judge": {"real_accuracy": judge.real_accuracy, "epochs": config.judge_epochs},
         "holdout": control,

@@ -45,7 +45,15 @@ __all__ = [
 
 
 class StorageError(RuntimeError):
-    """A storage operation failed for a reason the user can act on."""
+    """A storage operation failed for a reason the user can act on.
+
+    `transient` says whether trying again later may succeed (unreachable endpoint, throttling,
+    server errors); a wrong bucket name or refused credentials will not fix themselves.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -133,7 +141,9 @@ def describe_error(error: Exception, what: str, settings: S3Settings) -> Storage
     """Turn a boto3/botocore exception into one line a user can act on."""
     endpoint = settings.endpoint_url or "AWS S3"
     if isinstance(error, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectionError):
-        return StorageError(f"cannot reach the S3 endpoint {endpoint}; is the server running?")
+        return StorageError(
+            f"cannot reach the S3 endpoint {endpoint}; is the server running?", transient=True
+        )
     if isinstance(error, botocore.exceptions.NoCredentialsError):
         return StorageError(
             f"no S3 credentials for {endpoint}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
@@ -150,8 +160,10 @@ def describe_error(error: Exception, what: str, settings: S3Settings) -> Storage
             return StorageError(
                 f"{what}: {endpoint} refused the credentials ({code}); check the AWS_* settings"
             )
-        return StorageError(f"{what}: S3 error {code or error} at {endpoint}")
-    return StorageError(f"{what}: {error}")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        transient = status >= 500 or code in {"SlowDown", "RequestTimeout", "Throttling"}
+        return StorageError(f"{what}: S3 error {code or error} at {endpoint}", transient=transient)
+    return StorageError(f"{what}: {error}", transient=isinstance(error, botocore.exceptions.BotoCoreError))
 
 
 _S3_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
