@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BUILD ?= build
 DEMO_MINUTES ?= 10
+DEMO_JUDGE_EPOCHS ?= 4
 PG := $(VENV)/bin/productgen
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -46,7 +47,7 @@ chromium:
 # (ingest, encode, train for DEMO_MINUTES, evaluate + gate, render, publish). A second run is
 # incremental: nothing is retrained or re-published unless the catalog changed.
 demo: setup
-	$(PY) -m flows.demo --build $(BUILD) --minutes $(DEMO_MINUTES)
+	$(PY) -m flows.demo --build $(BUILD) --minutes $(DEMO_MINUTES) --judge-epochs $(DEMO_JUDGE_EPOCHS)
 
 # The Prefect UI on http://127.0.0.1:4200 with the deployments served (and the local S3 server).
 serve: setup

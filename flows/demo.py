@@ -30,6 +30,7 @@ def main() -> None:
     )
     parser.add_argument("--build", type=Path, default=Path("build"))
     parser.add_argument("--minutes", type=float, default=10.0, help="training time budget")
+    parser.add_argument("--judge-epochs", type=int, default=4, help="epochs of the evaluation judge")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--dest", default="s3://productgen-demo/catalog")
     args = parser.parse_args()
@@ -43,7 +44,11 @@ def main() -> None:
     url = env["AWS_ENDPOINT_URL"]
 
     params = NightlyParams(
-        catalog=str(catalog), dest=args.dest, workdir=str(args.build / "pipeline"), max_minutes=args.minutes
+        catalog=str(catalog),
+        dest=args.dest,
+        workdir=str(args.build / "pipeline"),
+        max_minutes=args.minutes,
+        judge_epochs=args.judge_epochs,
     )
     result = nightly(params)
 

@@ -23,6 +23,9 @@ class NightlyParams(BaseModel):
     only_missing: bool = Field(False, description="Render only SKUs without a catalog image")
     judge_epochs: int = Field(12, ge=1, le=100, description="Epochs of the evaluation judge (cached)")
     force_promote: bool = Field(False, description="Promote even if the quality gate refuses (logged)")
+    gate_minimum: dict[str, float] = Field(
+        default_factory=dict, description='Absolute floors for the gate, e.g. {"color_accuracy": 0.95}'
+    )
     create_bucket: bool = Field(True, description="Create the S3 bucket when it is missing")
 
 

@@ -54,11 +54,16 @@ def train_flow(
 
 @flow(name="evaluate-promote")
 def evaluate_promote_flow(
-    run_dir: str, snapshot: str, dest: str, judge_epochs: int = 12, force: bool = False
+    run_dir: str,
+    snapshot: str,
+    dest: str,
+    judge_epochs: int = 12,
+    force: bool = False,
+    gate_minimum: dict[str, float] | None = None,
 ) -> dict:
     """Measure a run and promote it if it is at least as good as the current model."""
     metrics = evaluate_model(run_dir, snapshot, judge_epochs)
-    decision = promote_model(run_dir, dest, force)
+    decision = promote_model(run_dir, dest, force, gate_minimum)
     create_markdown_artifact(
         markdown_report(metrics), key="evaluation", description=f"Evaluation of {run_dir}"
     )
@@ -89,7 +94,7 @@ def nightly(params: NightlyParams) -> dict:
         logger.info(f"training a new model: {reason}")
         run_dir = train_flow(snapshot, params.workdir, params.preset, params.max_minutes)
         promotion = evaluate_promote_flow(
-            run_dir, snapshot, params.dest, params.judge_epochs, params.force_promote
+            run_dir, snapshot, params.dest, params.judge_epochs, params.force_promote, params.gate_minimum
         )
         if not promotion["promoted"]:
             logger.warning(f"the gate refused model {promotion['version']}: nothing is published")

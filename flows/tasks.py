@@ -109,9 +109,10 @@ def evaluate_model(run_dir: str, snapshot: str, judge_epochs: int) -> dict:
 
 
 @task(**IO_RETRIES)
-def promote_model(run_dir: str, dest: str, force: bool = False) -> dict:
+def promote_model(run_dir: str, dest: str, force: bool = False, minimum: dict | None = None) -> dict:
     """Promote the run if the gate allows (or force, logged in models/history.jsonl)."""
-    return promote(Path(run_dir), open_store(dest, s3()), GateConfig(), force=force).to_json()
+    gate = GateConfig(minimum=minimum or {})
+    return promote(Path(run_dir), open_store(dest, s3()), gate, force=force).to_json()
 
 
 @task(**IO_RETRIES)  # safe to retry: publishing is incremental and exactly once

@@ -290,7 +290,10 @@ def render_cmd(
     )
     from productgen.registry import fetch_model
 
-    store = open_store(dest, s3_settings(), create_bucket=create_bucket)
+    settings = dataclasses.replace(
+        s3_settings(), max_pool_connections=max(32, workers)
+    )  # a socket per thread
+    store = open_store(dest, settings, create_bucket=create_bucket)
     trained = load_generator(model or fetch_model(store, MODEL_CACHE))
     columns = (TextColumn("render"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=as_json) as bar:

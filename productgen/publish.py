@@ -120,6 +120,8 @@ def _metadata(item: dict, model_version: str, sha256: str) -> dict[str, str]:
 
 def _recover(store: ObjectStore, todo: pd.DataFrame, model_version: str, run_id: str) -> list[dict]:
     """Records for planned keys already in the store with this description (a killed run's work)."""
+    if todo.empty:
+        return []
     present = {obj.key for obj in store.list(f"{model_version}/")}
     records = []
     for item in todo[todo["key"].isin(present)].to_dict("records"):
@@ -155,7 +157,7 @@ def publish(
     index, absorbed = published_index(store)
     plan = plan.merge(index[["key", "content_hash", "model_version"]], on=["key", "content_hash"], how="left")
     done_before = (plan.pop("model_version") == version).to_numpy()
-    carried = index[index["key"].isin(set(plan["key"][done_before]))]
+    unchanged = int(done_before.sum())
     todo = plan[~done_before].reset_index(drop=True)
 
     # 3. adopt objects a killed run uploaded after its last manifest part
@@ -210,13 +212,15 @@ def publish(
     if failures:
         raise failures[0]
 
-    # 5. the whole published state: carried rows plus everything this run recorded
+    # 5. the whole published state under this model: what earlier runs recorded (rows this run
+    #    did not plan, e.g. with --only-missing, included) plus everything this run wrote
     written = writer.written()
+    carried = index[(index["model_version"] == version) & ~index["key"].isin(set(written["key"]))]
     rows = pd.concat([carried, written], ignore_index=True) if len(carried) else written
     new = len(written) - len(recovered)
     summary = PublishSummary(
         run_id=run_id, dest=store.uri, model_version=version, rows=int(plan["sku"].nunique()),
-        images=len(rows), published=new, unchanged=len(carried), recovered=len(recovered),
+        images=len(rows), published=new, unchanged=unchanged, recovered=len(recovered),
         bytes=int(written["bytes"].sum()), seconds=time.perf_counter() - started, manifest="",
     )  # fmt: skip
     key = writer.finish(rows, absorbed, {"model_version": version, "published": new, "dest": store.uri})

@@ -85,6 +85,23 @@ def test_nightly_publishes_then_is_incremental(
     assert states["ingest_catalog"] == "Cached" and states["encode_descriptions"] == "Cached"
 
 
+def test_nothing_is_published_when_the_gate_refuses(
+    harness, small_demo, s3_env: S3Settings, tmp_path: Path
+) -> None:
+    params = NightlyParams(
+        catalog=str(small_demo.catalog_parquet), dest="s3://refused/catalog", workdir=str(tmp_path / "work"),
+        max_minutes=0.05, judge_epochs=2, gate_minimum={"color_accuracy": 1.01},
+    )  # fmt: skip
+    result = nightly(params)
+    assert result["published"] is None and not result["promotion"]["promoted"]
+    assert "color_accuracy" in result["promotion"]["reasons"][0]
+    store = open_store("s3://refused/catalog", s3_env)
+    assert [o.key for o in store.list()] == ["models/history.jsonl"]  # the refusal, logged; no image
+    from prefect.artifacts import Artifact
+
+    assert "REFUSED by the gate" in Artifact.get("nightly-summary").data
+
+
 def test_nightly_deployment_is_scheduled_and_serialised() -> None:
     served = {d.name: d for d in deployments(ServeSettings(timezone="Europe/Berlin", dest="s3://b/p"))}
     nightly_deployment = served[NIGHTLY]
