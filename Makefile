@@ -10,6 +10,7 @@ DEMO_JUDGE_EPOCHS ?= 4
 PG := $(VENV)/bin/productgen
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 .PHONY: setup demo serve stop test lint bench fashion-mnist chromium clean
 

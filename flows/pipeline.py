@@ -148,8 +148,10 @@ def _summary_artifact(params, ingested, snapshot, reason, promotion, published, 
         ]
     if registry:
         m = registry["metrics"]
-        gate = ", ".join(f"{k} {v:.3f}" for k, v in m["gate"].items())
-        lines += ["", f"## Quality of model {registry['current']['version']}", "", gate, ""]
+        gate = pd.DataFrame(
+            {"gate metric": list(m["gate"]), "value": [f"{v:.3f}" for v in m["gate"].values()]}
+        )
+        lines += ["", f"## Quality of model {registry['current']['version']}", "", *_table(gate), ""]
         lines.append(f"[contact sheet]({registry['contact_sheet']})")
         create_image_artifact(
             registry["contact_sheet"], key="contact-sheet", description="real photo | render"

@@ -1,8 +1,14 @@
-"""Does the image match its description? A judge classifier and control accuracy on renders.
+"""Does the image match its description? A judge classifier, and every number built on it.
 
 The judge is a small CNN trained on the real photos of the catalog's train split, with one head
 per controlled attribute (category, colour). Its accuracy on the real holdout photos is the
 ceiling a generator is compared against: control ratio = accuracy on renders / accuracy on real.
+
+    evaluate_run(run, snapshot)
+      1. render every holdout description -> control accuracy and ratio; FID and precision/recall
+         against the real holdout photos in the judge's feature space (real-vs-real beside them)
+      2. CAS (Ravuri & Vinyals 2019): a fresh judge trained on renders only, tested on real photos
+      3. paraphrases: prompts in words the catalog never used (productgen.paraphrase)
 """
 
 from __future__ import annotations

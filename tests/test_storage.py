@@ -125,3 +125,15 @@ def test_dev_server_saves_and_restores_its_buckets(tmp_path: Path, monkeypatch: 
         assert head.metadata == {"sku": "A"} and store.get("m/latest") == b"{}"
     finally:
         server.stop()
+
+
+def test_local_store_files_are_readable_like_any_other_file(tmp_path: Path) -> None:
+    """Atomic writes must not leave objects private to the writer (a web server reads them)."""
+    import os
+    import stat
+
+    store = LocalStore(tmp_path / "s")
+    store.put("a.png", b"x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "s" / "a.png").stat().st_mode) == 0o666 & ~mask
