@@ -20,7 +20,7 @@ from prefect.tasks import exponential_backoff
 from productgen.catalog.ingest import ingest_source, source_fingerprint
 from productgen.evaluate import EvalConfig, evaluate_run
 from productgen.publish import PublishConfig, publish
-from productgen.registry import GateConfig, fetch_model, promote, retrain_reason
+from productgen.registry import GateConfig, current_model, fetch_model, promote, retrain_reason
 from productgen.render import RenderConfig
 from productgen.report import write_report
 from productgen.runs import load_generator
@@ -139,7 +139,7 @@ def publish_images(snapshot: str, dest: str, model_cache: str, config: dict) -> 
 def registry_report(dest: str) -> dict:
     """The promoted model's evaluation and a link to its contact sheet (presigned for S3)."""
     store = open_store(dest, s3())
-    current = json.loads(store.get("models/current"))
+    current = current_model(store)
     version = current["version"]
     metrics = json.loads(store.get(f"models/{version}/eval.json"))
     return {

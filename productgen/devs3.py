@@ -40,17 +40,13 @@ class LocalS3:
         self.server.stop()
         self.server._server.server_close()  # free the port now: a restart may reuse it
 
-    def _client(self):
-        from productgen.storage import S3Settings, s3_client
-
-        return s3_client(S3Settings(endpoint_url=self.url))
-
     def save(self, folder: Path, workers: int = 16) -> int:
         """Write every object of every bucket to folder/<bucket>/ (replacing what was there)."""
-        from productgen.storage import LocalStore, S3Settings, S3Store
+        from productgen.storage import LocalStore, S3Settings, S3Store, s3_client
 
-        client, saved = self._client(), 0
-        for bucket in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
+        saved = 0
+        buckets = s3_client(S3Settings(endpoint_url=self.url)).list_buckets().get("Buckets", [])
+        for bucket in [b["Name"] for b in buckets]:
             target = folder / bucket
             staging = folder / f".{bucket}.saving"
             shutil.rmtree(staging, ignore_errors=True)

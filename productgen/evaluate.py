@@ -25,7 +25,7 @@ from torch import nn
 
 from productgen.checkpoint import load_checkpoint, save_checkpoint
 from productgen.conditioning import ConditionConfig, prompt_conditions
-from productgen.dataset import TrainingSet, load_training_set
+from productgen.dataset import TrainingSet, load_training_set, training_fingerprint
 from productgen.metrics import frechet_distance, precision_recall
 from productgen.paraphrase import paraphrase_set
 from productgen.render import generate, noise_seed
@@ -149,17 +149,18 @@ def _relabel(data: TrainingSet, classes: dict[str, list[str]]) -> dict[str, torc
     return out
 
 
-def load_or_train_judge(snapshot: Path, image_size: int, *, epochs: int = 4) -> tuple[Judge, TrainingSet]:
-    """The judge for this snapshot's photos, cached per data fingerprint; and the holdout set."""
+def load_or_train_judge(snapshot: Path, image_size: int, *, epochs: int = 4) -> Judge:
+    """The judge for this snapshot's photos, cached per data fingerprint (photos loaded on a miss only)."""
     conditioning = ConditionConfig()
-    train = load_training_set(snapshot, image_size, conditioning, exclude_split="holdout")
-    holdout = load_training_set(snapshot, image_size, conditioning, exclude_split="train")
-    path = snapshot / ".cache" / f"judge-{image_size}px-{train.fingerprint}-e{epochs}.safetensors"
+    fingerprint = training_fingerprint(snapshot, image_size, conditioning)
+    path = snapshot / ".cache" / f"judge-{image_size}px-{fingerprint}-e{epochs}.safetensors"
     if path.is_file():
         tensors, meta = load_checkpoint(path)
         net = JudgeNet({k: len(v) for k, v in meta["classes"].items()})
         net.load_state_dict(tensors)
-        return Judge(net.eval(), meta["classes"], meta["real_accuracy"]), holdout
+        return Judge(net.eval(), meta["classes"], meta["real_accuracy"])
+    train = load_training_set(snapshot, image_size, conditioning, exclude_split="holdout")
+    holdout = load_training_set(snapshot, image_size, conditioning, exclude_split="train")
     judge = train_judge(train, holdout, epochs=epochs)
     meta = {
         "classes": judge.classes,
@@ -167,7 +168,7 @@ def load_or_train_judge(snapshot: Path, image_size: int, *, epochs: int = 4) -> 
         "train_fingerprint": train.fingerprint,
     }
     save_checkpoint(path, judge.net.state_dict(), meta)
-    return judge, holdout
+    return judge
 
 
 @torch.no_grad()
@@ -298,7 +299,7 @@ def evaluate_run(
     started = time.perf_counter()
     trained = load_generator(run_dir)
     size = trained.generator.config.image_size
-    judge, _ = load_or_train_judge(snapshot, size, epochs=config.judge_epochs)
+    judge = load_or_train_judge(snapshot, size, epochs=config.judge_epochs)
     holdout = load_training_set(snapshot, size, trained.conditioning, exclude_split="train")
     train = load_training_set(snapshot, size, trained.conditioning, exclude_split="holdout")
     if config.holdout_rows is not None:

@@ -87,7 +87,7 @@ def promote(
     run_dir: Path, store: ObjectStore, config: GateConfig = GateConfig(), *, force: bool = False
 ) -> Promotion:
     """Upload the run's model and report, and point models/current at it if the gate allows."""
-    read_run(run_dir)
+    run = read_run(run_dir)
     evaluation_path = run_dir / EVAL_JSON
     if not evaluation_path.is_file():
         raise ValueError(f"{run_dir}: no {EVAL_JSON}; run `productgen evaluate {run_dir} SNAPSHOT` first")
@@ -108,7 +108,6 @@ def promote(
         for name in (*MODEL_FILES, *REPORT_FILES):
             if (run_dir / name).is_file():
                 store.put(f"models/{version}/{name}", (run_dir / name).read_bytes())
-        run = read_run(run_dir)
         pointer = {
             "version": version, "promoted_at": datetime.now(UTC).isoformat(), "forced": bool(reasons),
             "run": str(run_dir), "gate": evaluation["gate"], "data_fingerprint": run["data_fingerprint"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ import pytest
 from productgen.registry import GateConfig, current_model, fetch_model, gate_decision, promote
 from productgen.runs import load_generator
 from productgen.storage import S3Settings, StorageError, open_store
-from productgen.train import train, train_config
+from tests.conftest import train_tiny
 
 GATE = {"category_ratio": 0.8, "color_accuracy": 0.95, "paraphrase_color_accuracy": 0.9, "fid": 2.0}
 
@@ -31,10 +30,7 @@ def _evaluated(run: Path, target: Path, gate: dict[str, float]) -> Path:
 @pytest.fixture(scope="module")
 def other_run(tiny_snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A second model (different weights, so a different version)."""
-    config = train_config("cpu-demo", batch_size=16, g_ch=8, d_ch=8, sample_every=1000, checkpoint_every=1000)
-    run = tmp_path_factory.mktemp("other") / "run"
-    train(tiny_snapshot, run, dataclasses.replace(config, max_steps=5, max_minutes=None, seed=1))
-    return run
+    return train_tiny(tiny_snapshot, tmp_path_factory.mktemp("other") / "run", steps=5, seed=1)
 
 
 def test_gate_compares_each_number_in_its_direction() -> None:
