@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 from productgen.catalog import build_demo_catalog, load_fashion_mnist
-from productgen.cli import fashion_mnist_source
+from productgen.catalog.fashion_mnist import FashionMNISTSource
 
 
 def _timed_build(workers: int, size: int) -> tuple[float, int]:
     with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
         started = time.perf_counter()
-        data = load_fashion_mnist(fashion_mnist_source())
+        data = load_fashion_mnist(FashionMNISTSource.from_env(os.environ))
         built = build_demo_catalog(data, Path(tmp), size=size, workers=workers)
         return time.perf_counter() - started, built.rows
 

@@ -8,6 +8,7 @@ encoding every description again without the cache.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -16,8 +17,10 @@ import numpy as np
 import pandas as pd
 
 from productgen.catalog import build_demo_catalog, load_fashion_mnist
+from productgen.catalog.fashion_mnist import FashionMNISTSource
 from productgen.catalog.ingest import ingest
-from productgen.cli import fashion_mnist_source
+from productgen.catalog.schema import DESCRIPTION_FIELDS
+from productgen.snapshot import Snapshot
 from productgen.text import EncodeConfig, TextEncoder, describe, encode_snapshot
 
 
@@ -28,7 +31,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-encode-") as tmp_name:
         tmp = Path(tmp_name)
-        demo = build_demo_catalog(load_fashion_mnist(fashion_mnist_source()), tmp / "demo", limit=args.rows)
+        demo = build_demo_catalog(
+            load_fashion_mnist(FashionMNISTSource.from_env(os.environ)), tmp / "demo", limit=args.rows
+        )
         ingest(demo.catalog_csv, tmp / "snap1")
         encoder = TextEncoder(EncodeConfig())
         cold = encode_snapshot(tmp / "snap1", tmp / "cache", EncodeConfig(), encoder=encoder)
@@ -52,10 +57,7 @@ def main() -> None:
         )
 
         started = time.perf_counter()
-        valid = pd.read_parquet(tmp / "snap2" / "valid.parquet")
-        fields = (
-            valid[["title", "brand", "color", "size", "category"]].astype(object).where(valid.notna(), None)
-        )
+        fields = Snapshot(tmp / "snap2").read_rows(list(DESCRIPTION_FIELDS))
         encoder.encode([describe(*row) for row in fields.itertuples(index=False)])
         base = time.perf_counter() - started
         print(

@@ -8,6 +8,7 @@ run: pandas.read_csv of the whole file as text (no validation at all), the usual
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from productgen.catalog import build_demo_catalog, load_fashion_mnist
-from productgen.cli import fashion_mnist_source
+from productgen.catalog.fashion_mnist import FashionMNISTSource
 
 
 def write_big_csv(path: Path, rows: int, seed: int = 0) -> None:
@@ -26,7 +27,7 @@ def write_big_csv(path: Path, rows: int, seed: int = 0) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         demo = pd.read_parquet(
             build_demo_catalog(
-                load_fashion_mnist(fashion_mnist_source()), Path(tmp), limit=5000
+                load_fashion_mnist(FashionMNISTSource.from_env(os.environ)), Path(tmp), limit=5000
             ).catalog_parquet
         )
     rng = np.random.default_rng(seed)

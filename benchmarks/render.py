@@ -23,28 +23,28 @@ import numpy as np
 import pandas as pd
 
 from productgen.catalog import build_demo_catalog, load_fashion_mnist
+from productgen.catalog.fashion_mnist import FashionMNISTSource
 from productgen.catalog.ingest import ingest
-from productgen.cli import fashion_mnist_source
-from productgen.conditioning import snapshot_conditions
 from productgen.devs3 import DEV_CREDENTIALS, free_port
 from productgen.publish import CACHE_CONTROL, PublishConfig, image_key, publish
-from productgen.render import RenderConfig, encode_image, generate, noise_seed
-from productgen.runs import load_generator
+from productgen.render import RenderConfig, RenderPipeline, encode_image
+from productgen.runs import RunFolder
+from productgen.snapshot import Snapshot
 from productgen.storage import S3Settings, open_store
 from productgen.text import EncodeConfig, TextEncoder, encode_snapshot
 
 
-def naive(snapshot: Path, trained, store, n: int) -> float:
+def naive(snapshot: Path, pipeline: RenderPipeline, store, n: int) -> float:
     """One SKU at a time: generate, encode, put_object. Returns images/s."""
-    conditions, rows = snapshot_conditions(snapshot, trained.conditioning)
+    conditions, rows = pipeline.snapshot_conditions(snapshot)
     config = RenderConfig()
     started = time.perf_counter()
     for i in range(n):
         sku = rows["sku"].iloc[i]
-        pixels = generate(trained, conditions[i : i + 1], [noise_seed(sku, trained.version)])[0]
+        pixels = pipeline(conditions=conditions[i : i + 1], seeds=pipeline.seeds([sku])).images[0]
         body = encode_image(pixels, config)
         store.put(
-            image_key(trained.version, sku, 0, "png"), body, content_type="image/png",
+            image_key(pipeline.version, sku, 0, "png"), body, content_type="image/png",
             cache_control=CACHE_CONTROL, metadata={"sku": sku, "sha256": hashlib.sha256(body).hexdigest()},
         )  # fmt: skip
     return n / (time.perf_counter() - started)
@@ -67,10 +67,11 @@ def main() -> None:
     parser.add_argument("--changed", type=float, default=0.01)
     args = parser.parse_args()
     if args.model is None:
-        runs = sorted(Path("build/pipeline/runs").glob("*/model.safetensors"))
+        runs = [RunFolder(p) for p in sorted(Path("build/pipeline/runs").glob("*"))]
+        runs = [run.root for run in runs if run.model.is_file()]
         if not runs:
-            raise SystemExit("no trained model: run `make demo` first or pass --model RUN_DIR")
-        args.model = runs[-1].parent
+            raise SystemExit("no pipeline model: run `make demo` first or pass --model RUN_DIR")
+        args.model = runs[-1]
 
     port = free_port()
     env = {**os.environ, **DEV_CREDENTIALS}
@@ -85,23 +86,21 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp_name:
             tmp = Path(tmp_name)
             demo = build_demo_catalog(
-                load_fashion_mnist(fashion_mnist_source()), tmp / "demo", limit=args.rows
+                load_fashion_mnist(FashionMNISTSource.from_env(os.environ)), tmp / "demo", limit=args.rows
             )
             ingest(demo.catalog_parquet, tmp / "snap1")
             encoder = TextEncoder(EncodeConfig())
             encode_snapshot(tmp / "snap1", Path("build/embedding-cache"), EncodeConfig(), encoder=encoder)
-            trained = load_generator(args.model)
-            print(f"model {trained.version} ({args.model}), {args.rows:,} SKUs, S3 {settings.endpoint_url}")
+            pipeline = RenderPipeline.from_run(args.model)
+            print(f"model {pipeline.version} ({args.model}), {args.rows:,} SKUs, S3 {settings.endpoint_url}")
 
-            base = naive(tmp / "snap1", trained, open_store("s3://bench/naive", settings), args.naive)
+            base = naive(tmp / "snap1", pipeline, open_store("s3://bench/naive", settings), args.naive)
             print(f"naive loop (generate 1, encode, put_object): {base:,.0f} img/s over {args.naive} SKUs")
 
             store = open_store("s3://bench/pipeline", settings)
             config = PublishConfig(upload_workers=args.workers)
-            first = publish(tmp / "snap1", trained, store, config)
-            body = store.get(
-                f"{trained.version}/{pd.read_parquet(tmp / 'snap1' / 'valid.parquet').sku[0]}.png"
-            )
+            first = publish(tmp / "snap1", pipeline, store, config)
+            body = store.get(f"{pipeline.version}/{Snapshot(tmp / 'snap1').read_rows(['sku']).sku[0]}.png")
             ceiling = store_ceiling(open_store("s3://bench/ceiling", settings), body, 3000, args.workers)
             print(
                 f"pipeline: {first.published:,} images in {first.seconds:.1f} s = "
@@ -109,7 +108,7 @@ def main() -> None:
                 f"the S3 server alone takes {ceiling:,.0f} puts/s of ready bytes "
                 f"(pipeline at {first.images_per_s / ceiling:.0%} of it)"
             )
-            local = publish(tmp / "snap1", trained, open_store(str(tmp / "local")), config)
+            local = publish(tmp / "snap1", pipeline, open_store(str(tmp / "local")), config)
             print(f"pipeline to a local folder: {local.images_per_s:,.0f} img/s end to end")
 
             catalog = pd.read_parquet(demo.catalog_parquet)
@@ -120,7 +119,7 @@ def main() -> None:
             catalog.to_parquet(demo.directory / "changed.parquet")
             ingest(demo.directory / "changed.parquet", tmp / "snap2")
             encode_snapshot(tmp / "snap2", Path("build/embedding-cache"), EncodeConfig(), encoder=encoder)
-            second = publish(tmp / "snap2", trained, store, config)
+            second = publish(tmp / "snap2", pipeline, store, config)
             print(
                 f"after changing {len(changed):,} titles: published {second.published:,}, "
                 f"unchanged {second.unchanged:,}, in {second.seconds:.1f} s"

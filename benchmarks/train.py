@@ -36,6 +36,7 @@ from productgen.catalog.fashion_mnist import FashionMNISTSource, load_fashion_mn
 from productgen.catalog.ingest import ingest
 from productgen.conditioning import ConditionConfig, snapshot_conditions
 from productgen.losses import Batch
+from productgen.snapshot import Snapshot
 from productgen.train import _build, pick_device, train, train_config
 
 
@@ -46,15 +47,16 @@ def _snapshot(root: Path, rows: int, synthetic: bool) -> Path:
     ingest(demo.catalog_parquet, root / "snap")
     snap = root / "snap"
     if synthetic:
-        n = pq.read_metadata(snap / "valid.parquet").num_rows
+        layout = Snapshot(snap)
+        n = layout.num_rows()
         rng = np.random.default_rng(0)
-        columns = {"sku": pq.read_table(snap / "valid.parquet", columns=["sku"]).column("sku")}
+        columns = {"sku": pa.array(layout.read_rows(["sku"])["sku"].tolist(), pa.string())}
         for name in ("embedding", "color_embedding", "category_embedding"):
             v = rng.standard_normal((n, 384)).astype(np.float32)
             v /= np.linalg.norm(v, axis=1, keepdims=True)
             columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), 384)
-        pq.write_table(pa.table(columns), snap / "embeddings.parquet")
-        (snap / "encode.json").write_text(json.dumps({"model": "synthetic"}))
+        pq.write_table(pa.table(columns), layout.embeddings_path)
+        layout.write_encoding({"model": "synthetic", "dim": 384})
     else:
         from productgen.text import EncodeConfig, encode_snapshot
 
@@ -79,8 +81,9 @@ class PngDataset(Dataset):
 
 def baseline_images_per_s(snap: Path, config, steps: int, workers: int) -> float:
     device = pick_device(config.device)
-    conditions, rows = snapshot_conditions(snap, ConditionConfig())
-    root = Path(json.loads((snap / "summary.json").read_text())["image_root"])
+    layout = Snapshot(snap)
+    conditions, rows = snapshot_conditions(layout, ConditionConfig.for_snapshot(layout))
+    root = layout.image_root()
     train_rows = (rows["split"] == "train").to_numpy()
     paths = [str(root / p) for p in rows["image"][train_rows]]
     loader = DataLoader(

@@ -20,7 +20,9 @@ from flows.local import ensure_local_s3
 from flows.params import NightlyParams
 from flows.pipeline import nightly
 from productgen.catalog import build_demo_catalog, load_fashion_mnist
-from productgen.cli import fashion_mnist_source
+from productgen.catalog.fashion_mnist import FashionMNISTSource
+from productgen.runs import RunFolder
+from productgen.snapshot import Snapshot
 from productgen.storage import S3Settings, open_store
 
 
@@ -38,7 +40,7 @@ def main() -> None:
 
     catalog = args.build / "demo" / "catalog.parquet"
     if not catalog.is_file():
-        build_demo_catalog(load_fashion_mnist(fashion_mnist_source()), args.build / "demo")
+        build_demo_catalog(load_fashion_mnist(FashionMNISTSource.from_env(os.environ)), args.build / "demo")
     env = ensure_local_s3(args.port, args.build)
     os.environ.update(env)
     url = env["AWS_ENDPOINT_URL"]
@@ -59,15 +61,16 @@ def main() -> None:
         print(f"the gate refused the new model; nothing was published ({result['promotion']['reasons']})")
         return
     version = published["model_version"]
-    run = result["model"]["run"]
+    run = RunFolder(Path(result["model"]["run"]))
     print(f"demo catalog:   {catalog} ({args.build / 'demo' / 'images'}/)")
-    print(f"snapshot:       {result['snapshot']}/ (valid.parquet, rejects.csv, embeddings.parquet)")
-    print(f"model:          {version}, trained in {run}")
+    snapshot = Snapshot(Path(result["snapshot"]))
+    print(f"snapshot:       {snapshot.root}/ (rejected rows with reasons: {snapshot.rejects_csv.name})")
+    print(f"model:          {version}, trained in {run.root}")
     print(f"images:         {args.dest}/{version}/<sku>.png on {url} "
           f"({published['published']:,} published now, {published['unchanged']:,} unchanged)")  # fmt: skip
     print(f"manifest:       {published['manifest']} (and {args.dest}/manifests/latest)")
-    print(f"report:         {run}/eval.md ({args.dest}/models/{version}/eval.md)")
-    print(f"contact sheet:  {run}/contact-sheet.png")
+    print(f"report:         {run.eval_md} ({args.dest}/models/{version}/{run.eval_md.name})")
+    print(f"contact sheet:  {run.contact_sheet}")
     sample = next(o.key for o in store.list(f"{version}/"))
     print(f"one image:      {store.url(sample)}")
     print("browse:         export " + " ".join(f"{k}={v}" for k, v in env.items()))

@@ -9,6 +9,7 @@ Background services write their pid and log into the build folder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -82,19 +83,33 @@ def ensure_prefect_server(port: int, build: Path) -> str:
     return api
 
 
+def running(pid: int) -> bool:
+    """Is `pid` alive? A zombie (exited, not yet reaped by its parent) is not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # Linux: the state is the field after the parenthesised command name
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
 def stop(build: Path) -> None:
     """SIGTERM what was started in the background; the S3 server saves its buckets first."""
     for name in ("prefect-server", "s3"):
         pid_file = build / f"{name}.pid"
         if pid_file.is_file():
             pid = int(pid_file.read_text())
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-                for _ in range(1200):  # saving a large store takes a while
-                    os.kill(pid, 0)
-                    time.sleep(0.5)
-            except ProcessLookupError:
-                pass
+            for _ in range(1200):  # saving a large store takes a while
+                if not running(pid):
+                    break
+                time.sleep(0.5)
             pid_file.unlink()
             print(f"stopped {name}")
 

@@ -6,6 +6,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from productgen.registry import RETRAIN_MODES
+from productgen.render import FORMATS
+from productgen.train import PRESETS
+
+# The choices come from the library's own tables: a new preset shows up in the UI's form.
+Preset = Literal[tuple(PRESETS)]
+RetrainMode = Literal[RETRAIN_MODES]
+ImageFormat = Literal[tuple(FORMATS)]
+
 
 class NightlyParams(BaseModel):
     """One nightly catalog render: ingest -> encode -> (train -> evaluate -> promote) -> render."""
@@ -15,8 +24,8 @@ class NightlyParams(BaseModel):
     catalog: str = Field(description="Catalog file (.csv, .csv.gz, .jsonl, .parquet) or s3://bucket/key")
     dest: str = Field(description="Where images, manifests and the model registry live: s3://bucket/prefix")
     workdir: str = Field("build/pipeline", description="Local folder for snapshots, runs and caches")
-    preset: Literal["cpu-demo", "gpu"] = Field("cpu-demo", description="Training preset")
-    retrain: Literal["auto", "always", "never"] = Field(
+    preset: Preset = Field("cpu-demo", description="Training preset")
+    retrain: RetrainMode = Field(
         "auto", description="auto: when the training data changed or no model is promoted"
     )
     max_minutes: float = Field(10.0, gt=0, le=24 * 60, description="Training time budget")
@@ -39,5 +48,5 @@ class RenderParams(BaseModel):
     workdir: str = Field("build/pipeline", description="Local folder for the model cache")
     only_missing: bool = False
     variants: int = Field(1, ge=1, le=16)
-    image_format: Literal["png", "webp"] = "png"
+    image_format: ImageFormat = "png"
     size: int | None = Field(None, ge=8, le=4096, description="Output pixels; empty: the model's own")

@@ -15,13 +15,15 @@ from flows.tasks import (
     encode_descriptions,
     evaluate_model,
     fingerprint_catalog,
+    first_rejects,
     ingest_catalog,
     promote_model,
     publish_images,
     registry_report,
     train_model,
 )
-from productgen.report import markdown_report
+from productgen.report import NightlyOutcome, markdown_report, nightly_summary
+from productgen.snapshot import Snapshot
 
 
 @flow(name="ingest")
@@ -29,7 +31,7 @@ def ingest_flow(catalog: str, workdir: str = "build/pipeline") -> dict:
     """Validate a catalog into a snapshot named by its content; bad rows go to rejects with reasons."""
     fingerprint = fingerprint_catalog(catalog)
     snapshot = Path(workdir) / "snapshots" / fingerprint[:16]
-    gone = not (snapshot / "summary.json").is_file()  # a cached result must not outlive its folder
+    gone = not Snapshot(snapshot).ingested  # a cached result must not outlive its folder
     summary = ingest_catalog.with_options(refresh_cache=gone)(catalog, fingerprint, str(snapshot))
     return {**summary, "snapshot": str(snapshot)}
 
@@ -37,7 +39,7 @@ def ingest_flow(catalog: str, workdir: str = "build/pipeline") -> dict:
 @flow(name="encode")
 def encode_flow(snapshot: str, workdir: str = "build/pipeline") -> dict:
     """Embed every description of a snapshot (texts already embedded come from the cache)."""
-    gone = not (Path(snapshot) / "embeddings.parquet").is_file()
+    gone = not Snapshot(Path(snapshot)).encoded
     return encode_descriptions.with_options(refresh_cache=gone)(
         snapshot, str(Path(workdir) / "embedding-cache")
     )
@@ -73,11 +75,11 @@ def evaluate_promote_flow(
 @flow(name="render")
 def render_flow(params: RenderParams) -> dict:
     """Render a snapshot with the promoted model and publish it, exactly once per SKU."""
-    render = {"variants": params.variants, "image_format": params.image_format, "size": params.size}
     cache = str(Path(params.workdir) / "models")
     return publish_images(
-        params.snapshot, params.dest, cache, {"render": render, "only_missing": params.only_missing}
-    )
+        params.snapshot, params.dest, cache, only_missing=params.only_missing, variants=params.variants,
+        image_format=params.image_format, size=params.size,
+    )  # fmt: skip
 
 
 @flow(name="nightly", log_prints=True)
@@ -118,49 +120,21 @@ def nightly(params: NightlyParams) -> dict:
 
 
 def _summary_artifact(params, ingested, snapshot, reason, promotion, published, registry) -> None:
-    """The run's markdown summary (counts, rejects, quality) and the contact sheet."""
-    lines = [
-        f"# Nightly catalog render: {params.catalog} -> {params.dest}",
-        "",
-        "| stage | result |",
-        "|---|---|",
-        f"| ingest | {ingested['valid']:,} valid rows, {ingested['rejected']:,} rejected (`{snapshot}`) |",
-        f"| model | {'trained: ' + reason if reason else 'unchanged data: promoted model reused'} |",
-    ]
-    if promotion:
-        verdict = "promoted" if promotion["promoted"] else "REFUSED by the gate"
-        lines.append(f"| gate | model {promotion['version']} {verdict} {'; '.join(promotion['reasons'])} |")
-    if published:
-        lines.append(
-            f"| render | {published['published']:,} published, {published['unchanged']:,} unchanged, "
-            f"{published['recovered']:,} recovered; {published['images']:,} images under model "
-            f"{published['model_version']} ({published['images_per_s']:,.0f} img/s) |"
-        )
-        lines.append(f"| manifest | `{published['manifest']}` |")
-    rejects_path = Path(snapshot) / "rejects.parquet"
-    if ingested["rejected"] and rejects_path.is_file():
-        rejects = pd.read_parquet(rejects_path, columns=["source_row", "sku", "field", "reason"]).head(20)
-        lines += [
-            "",
-            f"## Rejected rows (first {len(rejects)} of {ingested['rejected']:,})",
-            "",
-            *_table(rejects),
-        ]
+    """The run's markdown summary (from the library) and the promoted model's contact sheet."""
+    outcome = NightlyOutcome(
+        catalog=params.catalog, dest=params.dest, snapshot=snapshot, valid=ingested["valid"],
+        rejected=ingested["rejected"],
+        rejects=pd.DataFrame(first_rejects(snapshot) if ingested["rejected"] else []),
+        retrain_reason=reason, promotion=promotion, published=published,
+        gate=registry["metrics"]["gate"] if registry else None,
+        model_version=registry["current"]["version"] if registry else None,
+        contact_sheet=registry["contact_sheet"] if registry else None,
+    )  # fmt: skip
     if registry:
-        m = registry["metrics"]
-        gate = pd.DataFrame(
-            {"gate metric": list(m["gate"]), "value": [f"{v:.3f}" for v in m["gate"].values()]}
-        )
-        lines += ["", f"## Quality of model {registry['current']['version']}", "", *_table(gate), ""]
-        lines.append(f"[contact sheet]({registry['contact_sheet']})")
         create_image_artifact(
             registry["contact_sheet"], key="contact-sheet", description="real photo | render"
         )
         create_link_artifact(registry["contact_sheet"], link_text="contact sheet", key="contact-sheet-link")
-    create_markdown_artifact("\n".join(lines), key="nightly-summary", description="Nightly catalog render")
-
-
-def _table(frame: pd.DataFrame) -> list[str]:
-    cells = frame.astype(str).map(lambda v: v.replace("|", "\\|"))
-    rows = [" | ".join(frame.columns), " | ".join("---" for _ in frame.columns)]
-    return [f"| {row} |" for row in rows + [" | ".join(r) for r in cells.itertuples(index=False)]]
+    create_markdown_artifact(
+        nightly_summary(outcome), key="nightly-summary", description="Nightly catalog render"
+    )

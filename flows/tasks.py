@@ -7,7 +7,6 @@ an unchanged catalog shows them as Cached and does no work.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -20,10 +19,10 @@ from prefect.tasks import exponential_backoff
 from productgen.catalog.ingest import ingest_source, source_fingerprint
 from productgen.evaluate import EvalConfig, evaluate_run
 from productgen.publish import PublishConfig, publish
-from productgen.registry import GateConfig, current_model, fetch_model, promote, retrain_reason
-from productgen.render import RenderConfig
+from productgen.registry import GateConfig, fetch_model, promote, promoted_report, retrain_reason
+from productgen.render import RenderConfig, RenderPipeline
 from productgen.report import write_report
-from productgen.runs import load_generator
+from productgen.snapshot import Snapshot
 from productgen.storage import S3Settings, StorageError, open_store
 from productgen.text import DEFAULT_MODEL, EncodeConfig, encode_snapshot
 from productgen.train import train, train_config
@@ -116,12 +115,21 @@ def promote_model(run_dir: str, dest: str, force: bool = False, minimum: dict | 
 
 
 @task(**IO_RETRIES)  # safe to retry: publishing is incremental and exactly once
-def publish_images(snapshot: str, dest: str, model_cache: str, config: dict) -> dict:
+def publish_images(
+    snapshot: str,
+    dest: str,
+    model_cache: str,
+    *,
+    only_missing: bool = False,
+    variants: int = 1,
+    image_format: str = "png",
+    size: int | None = None,
+) -> dict:
     """Render with the promoted model and publish; a progress artifact follows the uploads."""
     store = open_store(dest, s3())
-    trained = load_generator(fetch_model(store, Path(model_cache)))
-    render = RenderConfig(**config.get("render", {}))
-    publish_config = PublishConfig(render=render, only_missing=config.get("only_missing", False))
+    pipeline = RenderPipeline.from_run(fetch_model(store, Path(model_cache)))
+    render = RenderConfig(variants=variants, image_format=image_format, size=size)
+    config = PublishConfig(render=render, only_missing=only_missing)
     progress = create_progress_artifact(0.0, key="render-progress", description=f"Publishing to {dest}")
     last = [0.0]
 
@@ -130,20 +138,19 @@ def publish_images(snapshot: str, dest: str, model_cache: str, config: dict) -> 
             last[0] = time.monotonic()
             update_progress_artifact(progress, 100.0 * p.done / max(p.total, 1))
 
-    summary = publish(Path(snapshot), trained, store, publish_config, on_progress=on_progress)
+    summary = publish(Path(snapshot), pipeline, store, config, on_progress=on_progress)
     update_progress_artifact(progress, 100.0)
     return summary.to_json()
 
 
 @task(**IO_RETRIES)
 def registry_report(dest: str) -> dict:
-    """The promoted model's evaluation and a link to its contact sheet (presigned for S3)."""
-    store = open_store(dest, s3())
-    current = current_model(store)
-    version = current["version"]
-    metrics = json.loads(store.get(f"models/{version}/eval.json"))
-    return {
-        "current": current,
-        "metrics": metrics,
-        "contact_sheet": store.url(f"models/{version}/contact-sheet.png"),
-    }
+    """The promoted model's pointer, evaluation and contact-sheet link (presigned for S3)."""
+    report = promoted_report(open_store(dest, s3()))
+    return {"current": report.current, "metrics": report.metrics, "contact_sheet": report.contact_sheet}
+
+
+@task
+def first_rejects(snapshot: str, limit: int = 20) -> list[dict]:
+    """The snapshot's first rejected rows with their reasons, for the run's summary."""
+    return Snapshot(Path(snapshot)).read_rejects(limit).to_dict("records")

@@ -14,7 +14,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from productgen.catalog.tables import atomic_path
+from productgen.atomic import atomic_path
 
 __all__ = [
     "CheckpointError",

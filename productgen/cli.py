@@ -23,9 +23,6 @@ from productgen.storage import S3Settings, StorageError
 if TYPE_CHECKING:  # torch comes with it: imported only by the commands that need it
     from productgen.registry import GateConfig
 
-# The packaged text model needs no hub; never reach for one unless the user says so.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 app = typer.Typer(
     name="productgen",
     help="Turn an e-commerce catalog into product images.",
@@ -33,6 +30,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _offline_by_default() -> None:
+    """The packaged text model needs no hub: never reach for one unless the user says so."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -74,19 +78,31 @@ def s3_settings() -> S3Settings:
 MODEL_CACHE = Path.home() / ".cache" / "productgen" / "models"
 
 
+def name_values(items: list[str] | None, option: str) -> dict[str, str]:
+    """`--option name=value` items -> {name: value}; a clear error for an item without '='."""
+    pairs: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"{option} {item!r}: write it as name=value")
+        pairs[name.strip()] = value.strip()
+    return pairs
+
+
 def gate_config(overrides: list[str] | None) -> GateConfig:
     """GateConfig from --gate name=value items (tolerance, fid_tolerance, min.METRIC)."""
     from productgen.registry import GateConfig
 
     fields: dict[str, object] = {"minimum": {}}
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--gate {item!r}: write it as name=value")
+    for key, value in name_values(overrides, "--gate").items():
+        try:
+            number = float(value)
+        except ValueError:
+            raise UserError(f"--gate {key}={value!r}: the value must be a number") from None
         if key.startswith("min."):
-            fields["minimum"][key.removeprefix("min.")] = float(value)
+            fields["minimum"][key.removeprefix("min.")] = number
         elif key in {"tolerance", "fid_tolerance"}:
-            fields[key] = float(value)
+            fields[key] = number
         else:
             raise UserError(f"--gate {key!r}: use tolerance, fid_tolerance or min.METRIC")
     return GateConfig(**fields)
@@ -102,12 +118,6 @@ def _report(summary: dict[str, object], as_json: bool, title: str) -> None:
         typer.echo(f"  {key:<16} {value}")
 
 
-def fashion_mnist_source(directory: Path | None = None) -> FashionMNISTSource:
-    """The dataset source from an explicit folder or $PRODUCTGEN_FASHION_MNIST_DIR."""
-    env = os.environ.get(ENV_VAR)
-    return FashionMNISTSource(directory=directory or (Path(env) if env else None))
-
-
 @app.command("fashion-mnist")
 @_one_line_errors
 def fashion_mnist_cmd(
@@ -118,7 +128,7 @@ def fashion_mnist_cmd(
     """Find (or download) and verify Fashion-MNIST; print its folder."""
     from productgen.catalog.fashion_mnist import locate_fashion_mnist
 
-    typer.echo(locate_fashion_mnist(fashion_mnist_source(data_dir)))
+    typer.echo(locate_fashion_mnist(FashionMNISTSource.from_env(os.environ, data_dir)))
 
 
 @app.command("demo-catalog")
@@ -135,7 +145,7 @@ def demo_catalog_cmd(
     from productgen.catalog.fashion_mnist import load_fashion_mnist
 
     started = time.perf_counter()
-    data = load_fashion_mnist(fashion_mnist_source(data_dir))
+    data = load_fashion_mnist(FashionMNISTSource.from_env(os.environ, data_dir))
     built = build_demo_catalog(data, out, limit=limit, size=size, seed=seed)
     seconds = time.perf_counter() - started
     typer.echo(f"demo catalog: {built.rows} SKUs in {seconds:.1f}s")
@@ -150,16 +160,17 @@ def ingest_cmd(
     source: Annotated[
         str, typer.Argument(help="Catalog file (.csv, .csv.gz, .jsonl, .parquet) or s3://bucket/key.")
     ],
-    out: Annotated[Path, typer.Option(help="Snapshot folder: valid.parquet, rejects.*, summary.json.")],
+    out: Annotated[Path, typer.Option(help="Snapshot folder: valid rows, rejects with reasons, summary.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
 ) -> None:
     """Validate a catalog into a snapshot; bad rows go to rejects with reasons."""
     from productgen.catalog.ingest import ingest_source
+    from productgen.snapshot import Snapshot
 
     summary = ingest_source(source, out, s3=s3_settings())
     _report(summary.to_json(), as_json, f"ingested {source}")
     if not as_json and summary.rejected:
-        typer.echo(f"  rejects: {out / 'rejects.csv'}")
+        typer.echo(f"  rejects: {Snapshot(out).rejects_csv}")
 
 
 @app.command("encode")
@@ -204,14 +215,11 @@ def train_cmd(
     from productgen.train import train, train_config
 
     overrides: dict[str, object] = {"family": model, "max_minutes": max_minutes, "max_steps": max_steps}
-    for item in set_ or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--set {item!r}: write it as name=value")
+    for key, value in name_values(set_, "--set").items():
         try:
-            overrides[key.strip()] = json.loads(value)
+            overrides[key] = json.loads(value)
         except json.JSONDecodeError:
-            overrides[key.strip()] = value
+            overrides[key] = value
     config = train_config(preset, **overrides)
     if max_steps is not None and max_minutes is None:
         config = dataclasses.replace(config, max_minutes=None)  # steps alone decide
@@ -251,9 +259,9 @@ def sample_cmd(
     seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
 ) -> None:
     """Render free-text descriptions with a trained model into a labelled sheet."""
-    from productgen.render import sample_sheet
+    from productgen.render import RenderPipeline, sample_sheet
 
-    read = sample_sheet(run, text, n=n, out=out, seed=seed)
+    read = sample_sheet(RenderPipeline.from_run(run), text, n=n, out=out, seed=seed, title=run.name)
     for prompt, what in zip(text, read, strict=True):
         typer.echo(f"{prompt!r}: colour {what['colour'] or '-'}, category {what['category'] or '-'}")
     typer.echo(f"sheet: {out}")
@@ -279,8 +287,8 @@ def render_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from productgen.publish import PublishConfig, publish
-    from productgen.render import RenderConfig
-    from productgen.runs import load_generator
+    from productgen.registry import fetch_model
+    from productgen.render import RenderConfig, RenderPipeline
     from productgen.storage import open_store
 
     config = PublishConfig(
@@ -288,18 +296,16 @@ def render_cmd(
         only_missing=only_missing,
         upload_workers=workers,
     )
-    from productgen.registry import fetch_model
-
     settings = dataclasses.replace(
         s3_settings(), max_pool_connections=max(32, workers)
     )  # a socket per thread
     store = open_store(dest, settings, create_bucket=create_bucket)
-    trained = load_generator(model or fetch_model(store, MODEL_CACHE))
+    pipeline = RenderPipeline.from_run(model or fetch_model(store, MODEL_CACHE))
     columns = (TextColumn("render"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=as_json) as bar:
         task = bar.add_task("render", total=None)
         summary = publish(
-            snapshot, trained, store, config,
+            snapshot, pipeline, store, config,
             on_progress=lambda p: bar.update(task, completed=p.done, total=p.total),
         )  # fmt: skip
     _report(summary.to_json(), as_json, f"published to {summary.dest}")

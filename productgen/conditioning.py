@@ -2,11 +2,12 @@
 
 A condition vector concatenates, in a fixed order, the parts named by `ConditionConfig.parts`:
 
-    description  MiniLM embedding of the whole description              (384)
-    color        MiniLM embedding of the colour field alone              (384)
-    category     MiniLM embedding of the category field alone            (384)
+    description  text embedding of the whole description                (D)
+    color        text embedding of the colour field alone                (D)
+    category     text embedding of the category field alone              (D)
     rgb          explicit colour from the colour-name table, in [-1, 1]  (3)
 
+D is the text model's width (384 for all-MiniLM-L6-v2), read from the snapshot's encoding.
 A missing part is zeros. Per-field embeddings and the explicit colour exist because the title's
 embedding alone controls colour and category poorly (see README, "Text control"). For a prompt
 with no fields, the colour comes from the colour words it contains and the category from the
@@ -18,16 +19,22 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from productgen.colors import colour_rgb, find_colour, nearest_name, rgb_to_unit
-from productgen.text import TextEncoder, read_embeddings
+from productgen.snapshot import Snapshot
+from productgen.text import TextEncoder
 
-__all__ = ["PARTS", "ConditionConfig", "Vocabulary", "prompt_conditions", "snapshot_conditions"]
+__all__ = [
+    "PARTS",
+    "ConditionConfig",
+    "Conditioner",
+    "Vocabulary",
+    "prompt_conditions",
+    "snapshot_conditions",
+]
 
 PARTS = ("description", "color", "category", "rgb")
 
@@ -44,9 +51,22 @@ class ConditionConfig:
         if unknown or not self.parts:
             raise ValueError(f"conditioning parts must be among {', '.join(PARTS)}; got {list(self.parts)}")
 
+    @classmethod
+    def for_snapshot(cls, snapshot: Snapshot, parts: Sequence[str] = PARTS) -> ConditionConfig:
+        """The config for `parts` over a snapshot's embeddings: their width is the text model's."""
+        return cls(parts=tuple(parts), text_dim=snapshot.encoding().dim)
+
     @property
     def dim(self) -> int:
-        return sum(3 if part == "rgb" else self.text_dim for part in self.parts)
+        return sum(self.width(part) for part in self.parts)
+
+    def width(self, part: str) -> int:
+        return 3 if part == "rgb" else self.text_dim
+
+    def span(self, part: str) -> slice:
+        """Where `part` sits in a condition vector."""
+        start = sum(self.width(p) for p in self.parts[: self.parts.index(part)])
+        return slice(start, start + self.width(part))
 
 
 @dataclass(frozen=True)
@@ -96,12 +116,15 @@ def _assemble(config: ConditionConfig, parts: dict[str, np.ndarray]) -> np.ndarr
     return np.concatenate([parts[name] for name in config.parts], axis=1).astype(np.float32)
 
 
-def snapshot_conditions(snapshot: Path, config: ConditionConfig) -> tuple[np.ndarray, pd.DataFrame]:
+def snapshot_conditions(snapshot: Snapshot, config: ConditionConfig) -> tuple[np.ndarray, pd.DataFrame]:
     """Condition vectors (N, config.dim) for every valid row, and those rows' fields."""
-    rows = pq.read_table(snapshot / "valid.parquet", columns=None).to_pandas()
-    rows = rows.astype({c: object for c in ("title", "color", "category")}).where(rows.notna(), None)
-    if not (snapshot / "embeddings.parquet").is_file():
-        raise ValueError(f"{snapshot}: no embeddings.parquet; run `productgen encode {snapshot}` first")
+    rows = snapshot.read_rows()
+    encoding = snapshot.encoding()
+    if encoding.dim != config.text_dim:
+        raise ValueError(
+            f"{snapshot.root}: encoded by {encoding.model} ({encoding.dim} wide), but the model expects "
+            f"{config.text_dim}-wide embeddings; encode the snapshot with the model's text model"
+        )
     parts = {}
     for name, column in (
         ("description", "embedding"),
@@ -109,9 +132,10 @@ def snapshot_conditions(snapshot: Path, config: ConditionConfig) -> tuple[np.nda
         ("category", "category_embedding"),
     ):
         if name in config.parts:
-            parts[name] = np.nan_to_num(read_embeddings(snapshot, column))
+            parts[name] = np.nan_to_num(snapshot.read_embeddings(column))
     if "rgb" in config.parts:
-        parts["rgb"] = np.stack([_rgb_of(c, t) for c, t in zip(rows["color"], rows["title"], strict=True)])
+        colours = rows["color"] if "color" in rows.columns else [None] * len(rows)
+        parts["rgb"] = np.stack([_rgb_of(c, t) for c, t in zip(colours, rows["title"], strict=True)])
     conditions = _assemble(config, parts)
     assert conditions.shape == (len(rows), config.dim), conditions.shape
     return conditions, rows
@@ -151,3 +175,25 @@ def prompt_conditions(
         for c, i in zip(colours, category_idx if vocabulary.categories else [0] * len(texts), strict=True)
     ]
     return _assemble(config, parts), read
+
+
+@dataclass(frozen=True)
+class Conditioner:
+    """Reads what a model is conditioned on from catalog rows or free text: one reader for both.
+
+    Rows come with their snapshot's stored embeddings; prompts are encoded here, with colour and
+    category read from their words against the training vocabulary.
+    """
+
+    config: ConditionConfig
+    vocabulary: Vocabulary
+
+    def for_snapshot(self, snapshot: Snapshot) -> tuple[np.ndarray, pd.DataFrame]:
+        """(N, C) conditions for every valid row of `snapshot`, and the rows."""
+        return snapshot_conditions(snapshot, self.config)
+
+    def for_prompts(
+        self, texts: Sequence[str], encoder: TextEncoder
+    ) -> tuple[np.ndarray, list[dict[str, str | None]]]:
+        """(N, C) conditions for free-text prompts, and the colour and category read from each."""
+        return prompt_conditions(texts, encoder, self.vocabulary, self.config)

@@ -24,12 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
-from productgen.conditioning import snapshot_conditions
 from productgen.manifest import ManifestWriter, new_run_id, published_index
-from productgen.render import RenderConfig, encode_image, generate, noise_seed
-from productgen.runs import TrainedGenerator
+from productgen.render import RenderConfig, RenderPipeline, encode_image, noise_seed
+from productgen.snapshot import Snapshot
 from productgen.storage import ObjectStore
 
 __all__ = ["PublishConfig", "PublishProgress", "PublishSummary", "image_key", "publish"]
@@ -83,16 +81,11 @@ def image_key(model_version: str, sku: str, variant: int, image_format: str) -> 
     return f"{model_version}/{sku}{suffix}.{image_format}"
 
 
-def _plan(
-    snapshot: Path, trained: TrainedGenerator, config: PublishConfig
-) -> tuple[pd.DataFrame, np.ndarray]:
+def _plan(snapshot: Path, pipeline: RenderPipeline, config: PublishConfig) -> tuple[pd.DataFrame, np.ndarray]:
     """One row per image to exist: sku, variant, key, seed, content_hash, row (into conditions)."""
-    valid = snapshot / "valid.parquet"
-    if not valid.is_file():
-        raise ValueError(f"{snapshot}: not a snapshot (no valid.parquet); run `productgen ingest` first")
-    if pq.ParquetFile(valid).metadata.num_rows == 0:
+    if Snapshot(snapshot).num_rows() == 0:
         raise ValueError(f"{snapshot}: the snapshot has no valid rows; nothing to render")
-    conditions, rows = snapshot_conditions(snapshot, trained.conditioning)
+    conditions, rows = pipeline.snapshot_conditions(snapshot)
     if config.only_missing and "image" in rows.columns:
         keep = rows["image"].isna() | (rows["image"].astype(str).str.strip() == "")
         rows = rows[keep.to_numpy()]
@@ -105,7 +98,7 @@ def _plan(
             "variant": np.tile(np.arange(variants, dtype=np.int32), len(rows)),
         }
     )
-    fmt, version = config.render.image_format, trained.version
+    fmt, version = config.render.image_format, pipeline.version
     plan["key"] = [image_key(version, s, v, fmt) for s, v in zip(plan["sku"], plan["variant"], strict=True)]
     plan["seed"] = [noise_seed(s, version, v) for s, v in zip(plan["sku"], plan["variant"], strict=True)]
     return plan, conditions
@@ -142,7 +135,7 @@ def _record(item: dict, run_id: str, model_version: str, sha256: str, size: int,
 
 def publish(
     snapshot: Path,
-    trained: TrainedGenerator,
+    pipeline: RenderPipeline,
     store: ObjectStore,
     config: PublishConfig = PublishConfig(),
     *,
@@ -150,8 +143,8 @@ def publish(
 ) -> PublishSummary:
     """Render every planned image not yet published and upload it; write the run's manifest."""
     started = time.perf_counter()
-    run_id, version = new_run_id(), trained.version
-    plan, conditions = _plan(snapshot, trained, config)
+    run_id, version = new_run_id(), pipeline.version
+    plan, conditions = _plan(snapshot, pipeline, config)
 
     # 2. skip what a manifest already records with the same description and model
     index, absorbed = published_index(store)
@@ -198,7 +191,8 @@ def publish(
             if failures:
                 break
             items = todo.iloc[start : start + batch].to_dict("records")
-            pixels = generate(trained, conditions[[i["row"] for i in items]], [i["seed"] for i in items])
+            rows, seeds = [i["row"] for i in items], [i["seed"] for i in items]
+            pixels = pipeline(conditions=conditions[rows], seeds=seeds).images
             for item, image in zip(items, pixels, strict=True):
                 slots.acquire()
                 futures.append(pool.submit(store_one, item, image))

@@ -16,27 +16,30 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from productgen.catalog.tables import atomic_path
-from productgen.conditioning import ConditionConfig
+from productgen.atomic import atomic_path
 from productgen.dataset import training_fingerprint
-from productgen.report import CONTACT_SHEET, EVAL_JSON, EVAL_MD
-from productgen.runs import load_generator, read_run
+from productgen.runs import PUBLISHED_FILES, RunFolder, load_generator
 from productgen.storage import ObjectStore, StorageError
 
 __all__ = [
     "RETRAIN_MODES",
     "GateConfig",
+    "PromotedReport",
     "Promotion",
     "current_model",
     "fetch_model",
     "gate_decision",
     "promote",
+    "promoted_report",
     "retrain_reason",
 ]
 
 CURRENT, HISTORY = "models/current", "models/history.jsonl"
-MODEL_FILES = ("model.safetensors", "run.json")
-REPORT_FILES = (EVAL_JSON, EVAL_MD, CONTACT_SHEET)
+_MODEL_FILES = PUBLISHED_FILES[:2]  # what rendering needs: weights and run.json
+
+
+def _model_key(version: str, name: str) -> str:
+    return f"models/{version}/{name}"
 
 
 @dataclass(frozen=True)
@@ -87,15 +90,13 @@ def promote(
     run_dir: Path, store: ObjectStore, config: GateConfig = GateConfig(), *, force: bool = False
 ) -> Promotion:
     """Upload the run's model and report, and point models/current at it if the gate allows."""
-    run = read_run(run_dir)
-    evaluation_path = run_dir / EVAL_JSON
-    if not evaluation_path.is_file():
-        raise ValueError(f"{run_dir}: no {EVAL_JSON}; run `productgen evaluate {run_dir} SNAPSHOT` first")
-    evaluation = json.loads(evaluation_path.read_text())
+    folder = RunFolder(run_dir)
+    run = folder.read_run()
+    evaluation = folder.read_evaluation()
     version = load_generator(run_dir).version
     if evaluation["model_version"] != version:
         raise ValueError(
-            f"{evaluation_path} is for model {evaluation['model_version']}, not {version}; evaluate again"
+            f"{folder.eval_json} is for model {evaluation['model_version']}, not {version}; evaluate again"
         )
     current = _read_json(store, CURRENT)
     previous = current["version"] if current else None
@@ -105,9 +106,9 @@ def promote(
     reasons = gate_decision(evaluation["gate"], current["gate"] if current else None, config)
     promoted = force or not reasons
     if promoted:
-        for name in (*MODEL_FILES, *REPORT_FILES):
-            if (run_dir / name).is_file():
-                store.put(f"models/{version}/{name}", (run_dir / name).read_bytes())
+        for name in PUBLISHED_FILES:
+            if folder.file(name).is_file():
+                store.put(_model_key(version, name), folder.file(name).read_bytes())
         pointer = {
             "version": version, "promoted_at": datetime.now(UTC).isoformat(), "forced": bool(reasons),
             "run": str(run_dir), "gate": evaluation["gate"], "data_fingerprint": run["data_fingerprint"],
@@ -141,8 +142,7 @@ def retrain_reason(mode: str, store: ObjectStore, snapshot: Path) -> str | None:
         return "no promoted model yet"
     if mode == "never":
         return None
-    conditioning = ConditionConfig(parts=tuple(current["conditioning"]))
-    now = training_fingerprint(snapshot, current["image_size"], conditioning)
+    now = training_fingerprint(snapshot, current["image_size"], current["conditioning"])
     if now != current["data_fingerprint"]:
         return f"training data changed (fingerprint {current['data_fingerprint']} -> {now})"
     return None
@@ -162,11 +162,32 @@ def fetch_model(store: ObjectStore, cache_dir: Path, version: str | None = None)
                 f"{store.uri}: no promoted model (models/current); pass --model RUN_DIR or promote one"
             )
         version = current["version"]
-    target = cache_dir / version
-    for name in MODEL_FILES:
-        if not (target / name).is_file():
-            with atomic_path(target / name) as tmp:
-                tmp.write_bytes(store.get(f"models/{version}/{name}"))
-    if load_generator(target).version != version:
+    target = RunFolder(cache_dir / version)
+    for name in _MODEL_FILES:
+        if not target.file(name).is_file():
+            with atomic_path(target.file(name)) as tmp:
+                tmp.write_bytes(store.get(_model_key(version, name)))
+    if load_generator(target.root).version != version:
         raise StorageError(f"{store.uri}/models/{version}: the weights do not hash to {version}")
-    return target
+    return target.root
+
+
+@dataclass(frozen=True)
+class PromotedReport:
+    """The promoted model, its evaluation and a link to its contact sheet."""
+
+    current: dict  # the models/current pointer
+    metrics: dict  # its eval.json
+    contact_sheet: str  # a URL (presigned for S3)
+
+
+def promoted_report(store: ObjectStore) -> PromotedReport:
+    """What the promoted model was measured at; StorageError before the first promotion."""
+    current = current_model(store)
+    if current is None:
+        raise StorageError(f"{store.uri}: no promoted model (models/current)")
+    version = current["version"]
+    folder = RunFolder(Path(version))  # names only: the files live in the store
+    metrics = json.loads(store.get(_model_key(version, folder.eval_json.name)))
+    sheet = store.url(_model_key(version, folder.contact_sheet.name))
+    return PromotedReport(current, metrics, sheet)

@@ -1,11 +1,16 @@
-"""Render images from a trained generator: deterministic noise per (sku, model version, variant).
+"""Render images from a trained generator: one pipeline from catalog rows or free text to pixels.
 
-    conditions (N, C) + seeds (N,) -> generate -> (N, S, S, 3) uint8 -> encode_image -> PNG/WebP bytes
+    RenderPipeline(trained generator, reader of attributes, text encoder)
+      1. check inputs      prompts or stored conditions, one seed per image
+      2. conditions       prompts are read (colour, category) and encoded; rows bring theirs
+      3. noise            one draw per seed: N(0, 1) of the model's z width
+      4. generate         the eval-mode generator, `batch_size` images at a time
+      5. decode           [-1, 1] floats -> (N, S, S, 3) uint8
 
-Rendering is a pipeline of injected parts (generator, conditions, seeds); it knows nothing of S3
-or Prefect. The same SKU with the same model version always gives the same bytes: the noise comes
-from the seed alone and the generator runs in eval mode (BatchNorm uses its stored statistics), so
-an image does not depend on which other rows share its batch (tests/test_publish.py checks this).
+Rendering knows nothing of S3 or Prefect; publish, evaluate and the sample sheet all call the
+pipeline. The same SKU with the same model version always gives the same pixels: the noise comes
+from (sku, model version, variant) alone and BatchNorm uses its stored statistics, so an image
+does not depend on which other rows share its batch (tests/test_render.py checks this).
 """
 
 from __future__ import annotations
@@ -17,15 +22,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image
 
-from productgen.conditioning import prompt_conditions
+from productgen.conditioning import Conditioner
 from productgen.runs import TrainedGenerator, load_generator
 from productgen.sheets import labelled_grid, save_png, to_uint8
+from productgen.snapshot import Snapshot
 from productgen.text import EncodeConfig, TextEncoder
 
-__all__ = ["FORMATS", "RenderConfig", "encode_image", "generate", "noise_seed", "sample_sheet"]
+__all__ = [
+    "FORMATS",
+    "RenderConfig",
+    "RenderOutput",
+    "RenderPipeline",
+    "encode_image",
+    "noise_seed",
+    "sample_sheet",
+]
 
 FORMATS = {"png": "image/png", "webp": "image/webp"}
 
@@ -60,14 +75,106 @@ def noise_seed(sku: str, model_version: str, variant: int = 0) -> int:
     return int.from_bytes(digest, "big") & ((1 << 63) - 1)
 
 
-@torch.no_grad()
-def generate(trained: TrainedGenerator, conditions: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
-    """(N, C) conditions and N seeds -> (N, S, S, 3) uint8; each image depends only on its own row."""
-    z_dim = trained.generator.config.z_dim
-    z = torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
-    device = next(trained.generator.parameters()).device
-    images = trained.generator(z.to(device), torch.from_numpy(conditions).to(device))
-    return to_uint8(images)
+@dataclass(frozen=True)
+class RenderOutput:
+    """What one pipeline call made."""
+
+    images: np.ndarray  # (N, S, S, 3) uint8
+    read: list[dict[str, str | None]] | None  # per prompt: the colour and category read; None for rows
+
+
+class RenderPipeline:
+    """A trained generator with the parts that turn rows or prompts into its conditions.
+
+    The text encoder is loaded on the first prompt only: rendering catalog rows uses the
+    embeddings their snapshot already holds.
+    """
+
+    def __init__(
+        self,
+        trained: TrainedGenerator,
+        *,
+        conditioner: Conditioner | None = None,
+        encoder: TextEncoder | None = None,
+        batch_size: int = 256,
+    ) -> None:
+        self.generator = trained.generator
+        self.conditioner = conditioner or trained.conditioner
+        self.text_model = trained.text_model
+        self.version = trained.version
+        self.batch_size = batch_size
+        self._encoder = encoder
+
+    @classmethod
+    def from_run(cls, run_dir: Path, device: str | torch.device = "cpu", **parts: object) -> RenderPipeline:
+        """The pipeline of a run folder's model."""
+        return cls(load_generator(run_dir, device), **parts)  # type: ignore[arg-type]
+
+    @property
+    def encoder(self) -> TextEncoder:
+        if self._encoder is None:
+            self._encoder = TextEncoder(EncodeConfig(model=self.text_model))
+        return self._encoder
+
+    @property
+    def image_size(self) -> int:
+        return self.generator.config.image_size
+
+    def seeds(self, names: Sequence[str], variant: int = 0) -> list[int]:
+        """One noise seed per name (a SKU, or any stable label) under this model version."""
+        return [noise_seed(name, self.version, variant) for name in names]
+
+    def snapshot_conditions(self, snapshot: Path) -> tuple[np.ndarray, pd.DataFrame]:
+        """(N, C) conditions for a snapshot's rows, checked against the model's text model."""
+        snap = Snapshot(snapshot)
+        encoding = snap.encoding()
+        if encoding.model != self.text_model:
+            raise ValueError(
+                f"{snapshot}: encoded with {encoding.model}, but model {self.version} reads "
+                f"{self.text_model}; run `productgen encode {snapshot} --model {self.text_model}`"
+            )
+        return self.conditioner.for_snapshot(snap)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        *,
+        seeds: Sequence[int],
+        prompts: Sequence[str] | None = None,
+        conditions: np.ndarray | None = None,
+    ) -> RenderOutput:
+        """Pixels for `prompts` or for rows' stored `conditions` (N, C): one image per seed."""
+        # 1. check inputs
+        if (prompts is None) == (conditions is None):
+            raise ValueError("render either prompts or conditions, not both or neither")
+        n = len(prompts) if prompts is not None else len(conditions)
+        if len(seeds) != n:
+            raise ValueError(f"{len(seeds)} seeds for {n} images; give one seed per image")
+        # 2. conditions
+        read = None
+        if prompts is not None:  # each distinct prompt is read and encoded once
+            distinct = list(dict.fromkeys(prompts))
+            at = {text: i for i, text in enumerate(distinct)}
+            index = [at[text] for text in prompts]
+            vectors, found = self.conditioner.for_prompts(distinct, self.encoder)
+            conditions, read = vectors[index], [found[i] for i in index]
+        expected = self.conditioner.config.dim
+        if conditions.ndim != 2 or conditions.shape[1] != expected:
+            raise ValueError(f"conditions of shape {conditions.shape}; the model takes (N, {expected})")
+        # 3-5. noise per seed, generate in batches, decode to uint8
+        z_dim = self.generator.config.z_dim
+        device = next(self.generator.parameters()).device
+        images = []
+        for start in range(0, n, self.batch_size):
+            batch = slice(start, start + self.batch_size)
+            z = torch.stack(
+                [torch.randn(z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds[batch]]
+            )  # (B, z_dim)
+            c = torch.from_numpy(np.ascontiguousarray(conditions[batch], np.float32))  # (B, C)
+            images.append(to_uint8(self.generator(z.to(device), c.to(device))))  # (B, S, S, 3)
+        size = self.image_size
+        pixels = np.concatenate(images) if images else np.zeros((0, size, size, 3), np.uint8)
+        return RenderOutput(pixels, read)
 
 
 def encode_image(pixels: np.ndarray, config: RenderConfig) -> bytes:
@@ -83,14 +190,15 @@ def encode_image(pixels: np.ndarray, config: RenderConfig) -> bytes:
     return buffer.getvalue()
 
 
-def sample_sheet(run_dir: Path, texts: Sequence[str], *, n: int = 8, out: Path, seed: int = 0) -> list[dict]:
+def sample_sheet(
+    pipeline: RenderPipeline, texts: Sequence[str], *, n: int = 8, out: Path, seed: int = 0, title: str = ""
+) -> list[dict]:
     """Render each free-text description n times into a labelled sheet; returns what was read."""
-    trained = load_generator(run_dir)
-    encoder = TextEncoder(EncodeConfig(model=trained.text_model))
-    conditions, read = prompt_conditions(texts, encoder, trained.vocabulary, trained.conditioning)
-    repeated = np.repeat(conditions, n, axis=0)
-    seeds = [noise_seed(f"prompt-{seed}", trained.version, k) for _ in texts for k in range(n)]
-    images = generate(trained, repeated, seeds)
+    repeated = [text for text in texts for _ in range(n)]
+    seeds = [noise_seed(f"prompt-{seed}", pipeline.version, k) for _ in texts for k in range(n)]
+    output = pipeline(prompts=repeated, seeds=seeds)
     labels = [text if k == 0 else "" for text in texts for k in range(n)]
-    save_png(labelled_grid(list(images), labels, n, title=f"{run_dir.name} (model {trained.version})"), out)
-    return read
+    heading = f"{title} (model {pipeline.version})".strip()
+    save_png(labelled_grid(list(output.images), labels, n, title=heading), out)
+    assert output.read is not None
+    return output.read[::n]

@@ -1,30 +1,35 @@
-"""The evaluation report a run carries: eval.json (numbers), eval.md (for people), contact sheet.
+"""Reports for people: a run's evaluation, and the nightly run's summary.
 
-RUN/eval.json           every metric, the gate's numbers, paraphrase examples
-RUN/eval.md             the same as tables, with the contact sheet linked
-RUN/contact-sheet.png   real holdout photo beside the render of the same description
+write_report      the run folder's eval.json (every metric, the gate's numbers), eval.md (the
+                  same as tables) and contact sheet (real holdout photo | render of its text)
+nightly_summary   markdown for the nightly flow's artifact: stages, rejects, quality
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from productgen.catalog.tables import atomic_path
+import pandas as pd
+
+from productgen.atomic import write_text_atomic
 from productgen.evaluate import Evaluation
+from productgen.runs import RunFolder
 from productgen.sheets import labelled_grid, save_png
 
-__all__ = ["CONTACT_SHEET", "EVAL_JSON", "EVAL_MD", "markdown_report", "write_report"]
-
-EVAL_JSON, EVAL_MD, CONTACT_SHEET = "eval.json", "eval.md", "contact-sheet.png"
+__all__ = ["NightlyOutcome", "markdown_report", "nightly_summary", "write_report"]
 
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def markdown_report(metrics: dict) -> str:
-    """eval.md: what a person reads to decide whether renders match the catalog."""
+def markdown_report(metrics: dict, contact_sheet: str | None = None) -> str:
+    """eval.md: what a person reads to decide whether renders match the catalog.
+
+    contact_sheet: a link to the contact sheet, relative to where the markdown is shown.
+    """
     holdout, cas, para = metrics["holdout"], metrics["cas"], metrics["paraphrase"]
     real = metrics["judge"]["real_accuracy"]
     lines = [
@@ -69,7 +74,9 @@ def markdown_report(metrics: dict) -> str:
             f"| {ex['text']} | {ex['color']} {ex['category']} "
             f"| {ex.get('judged_color', '-')} {ex.get('judged_category', '-')} |"
         )
-    lines += ["", f"![contact sheet]({CONTACT_SHEET})", ""]
+    if contact_sheet:
+        lines += ["", f"![contact sheet]({contact_sheet})"]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -83,14 +90,67 @@ def write_report(evaluation: Evaluation, run_dir: Path) -> dict[str, Path]:
     sheet = labelled_grid(
         images, labels, 8, title=f"real photo | render of its description (model {version})"
     )
-    paths = {
-        "json": run_dir / EVAL_JSON,
-        "markdown": run_dir / EVAL_MD,
-        "contact_sheet": run_dir / CONTACT_SHEET,
-    }
-    save_png(sheet, paths["contact_sheet"])
-    with atomic_path(paths["json"]) as tmp:
-        tmp.write_text(json.dumps(evaluation.metrics, indent=2, default=float) + "\n")
-    with atomic_path(paths["markdown"]) as tmp:
-        tmp.write_text(markdown_report(evaluation.metrics))
-    return paths
+    run = RunFolder(run_dir)
+    save_png(sheet, run.contact_sheet)
+    write_text_atomic(run.eval_json, json.dumps(evaluation.metrics, indent=2, default=float) + "\n")
+    write_text_atomic(run.eval_md, markdown_report(evaluation.metrics, run.contact_sheet.name))
+    return {"json": run.eval_json, "markdown": run.eval_md, "contact_sheet": run.contact_sheet}
+
+
+@dataclass(frozen=True)
+class NightlyOutcome:
+    """What one nightly run did, stage by stage (None: the stage did not run)."""
+
+    catalog: str
+    dest: str
+    snapshot: str
+    valid: int
+    rejected: int
+    rejects: pd.DataFrame  # the first rejected rows: source_row, sku, field, reason
+    retrain_reason: str | None  # why a model was trained; None: the promoted one was reused
+    promotion: dict | None  # Promotion.to_json()
+    published: dict | None  # PublishSummary.to_json()
+    gate: dict[str, float] | None  # the promoted model's gate numbers
+    model_version: str | None
+    contact_sheet: str | None  # a link to the promoted model's contact sheet
+
+
+def nightly_summary(outcome: NightlyOutcome) -> str:
+    """The nightly run's markdown summary: counts per stage, rejected rows, the model's quality."""
+    o = outcome
+    model = f"trained: {o.retrain_reason}" if o.retrain_reason else "unchanged data: promoted model reused"
+    lines = [
+        f"# Nightly catalog render: {o.catalog} -> {o.dest}",
+        "",
+        "| stage | result |",
+        "|---|---|",
+        f"| ingest | {o.valid:,} valid rows, {o.rejected:,} rejected (`{o.snapshot}`) |",
+        f"| model | {model} |",
+    ]
+    if o.promotion:
+        verdict = "promoted" if o.promotion["promoted"] else "REFUSED by the gate"
+        reasons = "; ".join(o.promotion["reasons"])
+        lines.append(f"| gate | model {o.promotion['version']} {verdict} {reasons} |")
+    if o.published:
+        p = o.published
+        lines.append(
+            f"| render | {p['published']:,} published, {p['unchanged']:,} unchanged, "
+            f"{p['recovered']:,} recovered; {p['images']:,} images under model "
+            f"{p['model_version']} ({p['images_per_s']:,.0f} img/s) |"
+        )
+        lines.append(f"| manifest | `{p['manifest']}` |")
+    if o.rejected and len(o.rejects):
+        lines += ["", f"## Rejected rows (first {len(o.rejects)} of {o.rejected:,})", "", *_table(o.rejects)]
+    if o.gate is not None:
+        gate = pd.DataFrame({"gate metric": list(o.gate), "value": [f"{v:.3f}" for v in o.gate.values()]})
+        lines += ["", f"## Quality of model {o.model_version}", "", *_table(gate), ""]
+        if o.contact_sheet:
+            lines.append(f"[contact sheet]({o.contact_sheet})")
+    return "\n".join(lines)
+
+
+def _table(frame: pd.DataFrame) -> list[str]:
+    """A markdown table; pipes inside cells escaped."""
+    cells = frame.astype(object).map(lambda v: "" if pd.isna(v) else str(v).replace("|", "\\|"))
+    rows = [" | ".join(frame.columns), " | ".join("---" for _ in frame.columns)]
+    return [f"| {row} |" for row in rows + [" | ".join(r) for r in cells.itertuples(index=False)]]

@@ -1,27 +1,144 @@
-"""The run folder: what training writes, and how renderers load the trained generator.
+"""The run folder: what training and evaluation write, and how renderers load the trained generator.
 
-RUN/run.json                    config, step, text model, data fingerprint, metrics, files
-RUN/model.safetensors           EMA generator + vocabulary (what renders use)
-RUN/checkpoints/step-NNNNNNN.safetensors   everything needed to resume
-RUN/samples/step-NNNNNNN.png    labelled sample sheets
+    RUN/run.json                               config, step, text model, data fingerprint, metrics
+    RUN/model.safetensors                      EMA generator + vocabulary (what renders use)
+    RUN/checkpoints/step-NNNNNNN.safetensors   everything needed to resume (the newest few kept)
+    RUN/samples/step-NNNNNNN.png, latest.png   labelled sample sheets
+    RUN/eval.json, eval.md, contact-sheet.png  the evaluation (productgen.report writes them here)
+
+`RunFolder` knows these paths and reads and writes the files; train.py keeps the loop, report.py
+the content of the evaluation. Nobody else spells a file name of this folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from productgen.catalog.tables import atomic_path
-from productgen.checkpoint import CheckpointError, load_checkpoint
-from productgen.conditioning import ConditionConfig, Vocabulary
+from productgen.atomic import write_text_atomic
+from productgen.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from productgen.conditioning import ConditionConfig, Conditioner, Vocabulary
 from productgen.models.networks import Generator, ModelConfig
 
-__all__ = ["TrainedGenerator", "load_generator", "read_run", "write_run_json"]
+__all__ = ["PUBLISHED_FILES", "RunFolder", "TrainedGenerator", "load_generator", "read_run"]
+
+_RUN_JSON, _MODEL = "run.json", "model.safetensors"
+_EVAL_JSON, _EVAL_MD, _CONTACT_SHEET = "eval.json", "eval.md", "contact-sheet.png"
+# what the registry copies into the store for a promoted model: the model, then its report
+PUBLISHED_FILES = (_MODEL, _RUN_JSON, _EVAL_JSON, _EVAL_MD, _CONTACT_SHEET)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A training run's folder: its paths, and the files training and evaluation keep there."""
+
+    root: Path
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / _RUN_JSON
+
+    @property
+    def model(self) -> Path:
+        return self.root / _MODEL
+
+    @property
+    def eval_json(self) -> Path:
+        return self.root / _EVAL_JSON
+
+    @property
+    def eval_md(self) -> Path:
+        return self.root / _EVAL_MD
+
+    @property
+    def contact_sheet(self) -> Path:
+        return self.root / _CONTACT_SHEET
+
+    @property
+    def latest_sample(self) -> Path:
+        return self.root / "samples" / "latest.png"
+
+    def sample_sheet(self, step: int) -> Path:
+        return self.root / "samples" / f"step-{step:07d}.png"
+
+    def checkpoint(self, step: int) -> Path:
+        return self.root / "checkpoints" / f"step-{step:07d}.safetensors"
+
+    def checkpoints(self) -> list[Path]:
+        """Resume checkpoints, oldest first."""
+        return sorted((self.root / "checkpoints").glob("step-*.safetensors"))
+
+    def file(self, name: str) -> Path:
+        """One of PUBLISHED_FILES."""
+        if name not in PUBLISHED_FILES:
+            raise ValueError(f"{name!r} is not a file of a run folder")
+        return self.root / name
+
+    # -- run.json ------------------------------------------------------------------------------
+    def read_run(self) -> dict[str, object]:
+        """run.json; a clear error when the folder is not a training run."""
+        if not self.run_json.is_file():
+            raise CheckpointError(
+                f"{self.root}: not a training run (no {_RUN_JSON}); train one with `productgen train`"
+            )
+        return json.loads(self.run_json.read_text())
+
+    def write_run(self, content: dict[str, object]) -> None:
+        write_text_atomic(self.run_json, json.dumps(content, indent=2, default=str) + "\n")
+
+    # -- weights -------------------------------------------------------------------------------
+    def write_model(self, tensors: dict[str, torch.Tensor], metadata: dict[str, object]) -> None:
+        """The renderable model: 'G_ema.*' weights and 'vocab.*' tensors, with their metadata."""
+        save_checkpoint(self.model, tensors, metadata)
+
+    def write_checkpoint(
+        self, step: int, tensors: dict[str, torch.Tensor], metadata: dict[str, object], keep: int
+    ) -> None:
+        """Everything needed to resume at `step`; only the newest `keep` checkpoints stay."""
+        save_checkpoint(self.checkpoint(step), tensors, metadata)
+        for old in self.checkpoints()[:-keep]:
+            old.unlink()
+
+    def has_checkpoints(self) -> bool:
+        return bool(self.checkpoints())
+
+    def read_latest_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, object], Path]:
+        """(tensors, metadata, path) of the newest checkpoint; the error names an intact older one."""
+        checkpoints = self.checkpoints()
+        if not checkpoints:
+            raise CheckpointError(f"{self.root}: nothing to resume (no checkpoints/step-*.safetensors)")
+        latest = checkpoints[-1]
+        try:
+            tensors, meta = load_checkpoint(latest)
+        except CheckpointError as e:
+            hint = (
+                f"; the previous checkpoint {checkpoints[-2].name} is intact: "
+                f"delete {latest.name} to resume from it"
+                if len(checkpoints) > 1
+                else ""
+            )
+            raise CheckpointError(f"{e}{hint}") from None
+        return tensors, meta, latest
+
+    def save_sample_sheet(self, path: Path) -> None:
+        """Make the sheet at `path` the run's latest one."""
+        self.latest_sample.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, self.latest_sample)
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def read_evaluation(self) -> dict[str, object]:
+        """eval.json; a clear error when the run was never evaluated."""
+        if not self.eval_json.is_file():
+            raise ValueError(
+                f"{self.root}: no {_EVAL_JSON}; run `productgen evaluate {self.root} SNAPSHOT` first"
+            )
+        return json.loads(self.eval_json.read_text())
 
 
 @dataclass
@@ -35,27 +152,22 @@ class TrainedGenerator:
     version: str  # content hash of the weights: the model version in keys and manifests
     metadata: dict[str, object]
 
+    @property
+    def conditioner(self) -> Conditioner:
+        """The reader of rows and prompts this generator was trained with."""
+        return Conditioner(self.conditioning, self.vocabulary)
+
 
 def read_run(run_dir: Path) -> dict[str, object]:
     """RUN/run.json; a clear error when the folder is not a training run."""
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise CheckpointError(
-            f"{run_dir}: not a training run (no run.json); train one with `productgen train`"
-        )
-    return json.loads(path.read_text())
-
-
-def write_run_json(run_dir: Path, content: dict[str, object]) -> None:
-    with atomic_path(run_dir / "run.json") as tmp:
-        tmp.write_text(json.dumps(content, indent=2, default=str) + "\n")
+    return RunFolder(run_dir).read_run()
 
 
 def load_generator(run_dir: Path, device: str | torch.device = "cpu") -> TrainedGenerator:
-    """Load RUN/model.safetensors into an eval-mode generator."""
-    read_run(run_dir)
-    path = run_dir / "model.safetensors"
-    tensors, meta = load_checkpoint(path)
+    """Load the run's model into an eval-mode generator."""
+    run = RunFolder(run_dir)
+    run.read_run()
+    tensors, meta = load_checkpoint(run.model)
     model_config = ModelConfig(**meta["model_config"])
     generator = Generator(model_config)
     weights = {k.removeprefix("G_ema."): v for k, v in tensors.items() if k.startswith("G_ema.")}

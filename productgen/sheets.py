@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from productgen.catalog.tables import atomic_path
+from productgen.atomic import atomic_path
 
 __all__ = ["labelled_grid", "save_png", "to_uint8"]
 

@@ -28,7 +28,7 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from productgen.catalog.tables import atomic_path
+from productgen.atomic import atomic_path
 
 __all__ = [
     "LocalStore",

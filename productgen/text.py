@@ -1,6 +1,6 @@
 """Description -> embedding with sentence-transformers, behind a content-hash cache.
 
-    valid.parquet rows -> describe() -> text -> cache hit? -> else encode -> embeddings.parquet
+    snapshot rows -> describe() -> text -> cache hit? -> else encode -> the snapshot's embeddings
 
 The description is composed from the fields by one template (`describe`). Colour and category
 are also encoded on their own (few distinct values, so nearly free), for models that condition on
@@ -11,7 +11,6 @@ changed descriptions reach the model. Embeddings are float32 and L2-normalised.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -22,8 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from productgen.catalog.ingest import DESCRIPTION_FIELDS
-from productgen.catalog.tables import atomic_path
+from productgen.atomic import atomic_path
+from productgen.catalog.schema import DESCRIPTION_FIELDS
+from productgen.snapshot import Snapshot, to_matrix
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -34,7 +34,6 @@ __all__ = [
     "TextEncoder",
     "describe",
     "encode_snapshot",
-    "read_embeddings",
 ]
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -132,7 +131,7 @@ class EmbeddingCache:
         table = pq.read_table(parts, filters=pc.field("key").isin(pa.array(list(set(keys)))))
         if not table.num_rows:
             return {}
-        vectors = _to_matrix(table.column("embedding"))
+        vectors = to_matrix(table.column("embedding"))
         return dict(zip(table.column("key").to_pylist(), vectors, strict=True))
 
     def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
@@ -161,13 +160,6 @@ def _to_list_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim)
 
 
-def _to_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A fixed-size-list column -> (N, D) float32 without a Python loop."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    dim = array.type.list_size
-    return array.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
-
-
 @dataclass(frozen=True)
 class EncodeSummary:
     """What one encode did."""
@@ -191,11 +183,10 @@ class EncodeSummary:
 def encode_snapshot(
     snapshot: Path, cache_dir: Path, config: EncodeConfig, *, encoder: TextEncoder | None = None
 ) -> EncodeSummary:
-    """Write SNAPSHOT/embeddings.parquet, aligned row for row with SNAPSHOT/valid.parquet."""
+    """Embed every valid row of `snapshot` (aligned row for row) and record the model and its width."""
     started = time.perf_counter()
-    valid_path = snapshot / "valid.parquet"
-    if not valid_path.is_file():
-        raise ValueError(f"{snapshot}: no valid.parquet; run `productgen ingest` into this folder first")
+    snap = Snapshot(snapshot)
+    snap.require_rows()
     cache = EmbeddingCache(cache_dir, config.model)
     model: list[TextEncoder] = [encoder] if encoder else []  # loaded on the first cache miss only
 
@@ -215,8 +206,8 @@ def encode_snapshot(
     columns = ["sku", "content_hash", *DESCRIPTION_FIELDS]
     rows = texts_needed = encoded = dim = 0
     writer: pq.ParquetWriter | None = None
-    with atomic_path(snapshot / "embeddings.parquet") as tmp:
-        for batch in pq.ParquetFile(valid_path).iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+    with atomic_path(snap.embeddings_path) as tmp:
+        for batch in pq.ParquetFile(snap.valid_path).iter_batches(batch_size=_BATCH_ROWS, columns=columns):
             data = batch.to_pydict()
             fields = zip(*(data[name] for name in DESCRIPTION_FIELDS), strict=True)
             descriptions = [describe(*row) for row in fields]
@@ -250,7 +241,7 @@ def encode_snapshot(
             writer = writer or pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table)
         if writer is None:
-            raise ValueError(f"{valid_path}: no rows to encode")
+            raise ValueError(f"{snap.valid_path}: no rows to encode")
         writer.close()
 
     summary = EncodeSummary(
@@ -266,11 +257,5 @@ def encode_snapshot(
         encode_seconds=round(encode_seconds, 3),
         sentences_per_s=round(encoded / encode_seconds, 1) if encoded and encode_seconds > 0 else None,
     )
-    with atomic_path(snapshot / "encode.json") as tmp:
-        tmp.write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    snap.write_encoding(summary.to_json())
     return summary
-
-
-def read_embeddings(snapshot: Path, column: str = "embedding") -> np.ndarray:
-    """(N, D) float32 matrix of one embedding column of SNAPSHOT/embeddings.parquet."""
-    return _to_matrix(pq.read_table(snapshot / "embeddings.parquet", columns=[column]).column(column))

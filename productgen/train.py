@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -19,19 +18,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from productgen.checkpoint import (
-    CheckpointError,
-    flatten_optimizer,
-    load_checkpoint,
-    save_checkpoint,
-    unflatten_optimizer,
-)
+from productgen.checkpoint import CheckpointError, flatten_optimizer, unflatten_optimizer
 from productgen.conditioning import PARTS, ConditionConfig
 from productgen.dataset import TrainingSet, load_training_set
 from productgen.losses import Batch, GANLoss, LossWeights, VAELoss
 from productgen.models.networks import Discriminator, Generator, ModelConfig, VAEEncoder
-from productgen.runs import write_run_json
+from productgen.runs import RunFolder
 from productgen.sheets import labelled_grid, save_png, to_uint8
+from productgen.snapshot import Snapshot
 
 __all__ = ["PRESETS", "Progress", "TrainConfig", "TrainResult", "pick_device", "train", "train_config"]
 
@@ -283,27 +277,10 @@ def _state_tensors(loss, ema: Generator) -> tuple[dict[str, torch.Tensor], dict[
     return tensors, groups
 
 
-def _latest_checkpoint(run_dir: Path) -> Path:
-    checkpoints = sorted((run_dir / "checkpoints").glob("step-*.safetensors"))
-    if not checkpoints:
-        raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints/step-*.safetensors)")
-    return checkpoints[-1]
-
-
 def _restore(
-    run_dir: Path, loss, ema: Generator, model_config: ModelConfig, fingerprint: str
+    run: RunFolder, loss, ema: Generator, model_config: ModelConfig, fingerprint: str
 ) -> tuple[int, dict]:
-    latest = _latest_checkpoint(run_dir)
-    try:
-        tensors, meta = load_checkpoint(latest)
-    except CheckpointError as e:
-        older = sorted((run_dir / "checkpoints").glob("step-*.safetensors"))[:-1]
-        hint = (
-            f"; the previous checkpoint {older[-1].name} is intact: delete {latest.name} to resume from it"
-            if older
-            else ""
-        )
-        raise CheckpointError(f"{e}{hint}") from None
+    tensors, meta, latest = run.read_latest_checkpoint()
     if meta["model_config"] != json.loads(json.dumps(model_config.to_json())):
         raise CheckpointError(
             f"{latest}: built with other network settings; resume with the run's own settings"
@@ -339,14 +316,15 @@ def train(
         raise ValueError("give --max-steps or --max-minutes: training needs an end")
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
-    data = load_training_set(snapshot, config.image_size, ConditionConfig(parts=config.conditioning))
+    snap, run = Snapshot(snapshot), RunFolder(run_dir)
+    conditioning = ConditionConfig.for_snapshot(snap, config.conditioning)
+    data = load_training_set(snapshot, config.image_size, conditioning)
     model_config, G, ema, loss = _build(config, data, device)
-    text_model = json.loads((snapshot / "encode.json").read_text())["model"]
     run_dir.mkdir(parents=True, exist_ok=True)
     step, metrics = 0, {}
     if resume:
-        step, metrics = _restore(run_dir, loss, ema, model_config, data.fingerprint)
-    elif (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+        step, metrics = _restore(run, loss, ema, model_config, data.fingerprint)
+    elif run.has_checkpoints():
         raise ValueError(
             f"{run_dir}: already holds a run; pass --resume to continue it, or choose another --out"
         )
@@ -357,42 +335,39 @@ def train(
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     meta_base = {
         "format": 1, "train_config": config.to_json(), "model_config": model_config.to_json(),
-        "conditioning": list(config.conditioning), "text_model": text_model,
-        "embedding_dim": ConditionConfig().text_dim, "image_size": config.image_size,
+        "conditioning": list(config.conditioning), "text_model": snap.encoding().model,
+        "embedding_dim": conditioning.text_dim, "image_size": config.image_size,
         "data_fingerprint": data.fingerprint, "snapshot": str(snapshot), "train_rows": len(data),
         "missing_images": data.missing_images,
         "vocabulary": {"categories": data.vocabulary.categories, "colors": data.vocabulary.colors},
     }  # fmt: skip
     started = time.perf_counter()
     max_seconds = config.max_minutes * 60 if config.max_minutes is not None else None
-    first_step, sheet = step, run_dir / "samples" / "latest.png"
+    first_step = step
 
     def write_checkpoint() -> None:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             standing_stats(ema, conditions)  # its own draws must not shift the training stream
         tensors, groups = _state_tensors(loss, ema)
         meta = {**meta_base, "step": step, "metrics": metrics, "param_groups": groups}
-        save_checkpoint(run_dir / "checkpoints" / f"step-{step:07d}.safetensors", tensors, meta)
-        old = sorted((run_dir / "checkpoints").glob("step-*.safetensors"))[: -config.keep_checkpoints]
-        for path in old:
-            path.unlink()
+        run.write_checkpoint(step, tensors, meta, keep=config.keep_checkpoints)
         vocab = {"vocab.category_embeddings": torch.from_numpy(data.vocabulary.category_embeddings)}
         model = {**{f"G_ema.{k}": v for k, v in ema.state_dict().items()}, **vocab}
-        save_checkpoint(run_dir / "model.safetensors", model, {**meta_base, "step": step, "metrics": metrics})
+        run.write_model(model, {**meta_base, "step": step, "metrics": metrics})
         seconds = time.perf_counter() - started
-        write_run_json(run_dir, {
+        run.write_run({
             **meta_base, "step": step, "metrics": metrics, "device": str(device),
             "seconds_this_session": round(seconds, 1),
             "images_per_s": round((step - first_step) * config.batch_size / max(seconds, 1e-9), 1),
-            "checkpoint": f"checkpoints/step-{step:07d}.safetensors", "model": "model.safetensors",
-            "sample_sheet": "samples/latest.png",
+            "checkpoint": str(run.checkpoint(step).relative_to(run_dir)),
+            "model": run.model.name, "sample_sheet": str(run.latest_sample.relative_to(run_dir)),
         })  # fmt: skip
 
     def sample() -> None:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             standing_stats(ema, conditions)
-            path = _sample_sheet(ema, data, run_dir / "samples" / f"step-{step:07d}.png", step, device)
-        shutil.copyfile(path, sheet)
+            path = _sample_sheet(ema, data, run.sample_sheet(step), step, device)
+        run.save_sample_sheet(path)
 
     while True:
         elapsed = time.perf_counter() - started
@@ -431,4 +406,4 @@ def train(
     rate = (step - first_step) * config.batch_size / max(seconds, 1e-9)
     sample()
     write_checkpoint()
-    return TrainResult(run_dir, step, seconds, rate, metrics, sheet)
+    return TrainResult(run_dir, step, seconds, rate, metrics, run.latest_sample)

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from productgen.catalog import DemoCatalog, FashionMNIST, build_demo_catalog, load_fashion_mnist
-from productgen.cli import fashion_mnist_source
+from productgen.catalog.fashion_mnist import FashionMNISTSource
 from productgen.storage import S3Settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the packaged text model needs no hub (as `make test`)
 
 
 @pytest.fixture(scope="session")
 def fashion_mnist() -> FashionMNIST:
     """The real dataset, found the way the CLI finds it (`make setup` made sure it is there)."""
-    return load_fashion_mnist(fashion_mnist_source())
+    return load_fashion_mnist(FashionMNISTSource.from_env(os.environ))
 
 
 @pytest.fixture(scope="session")

@@ -15,17 +15,17 @@ from PIL import Image
 
 from productgen.catalog.schema import CATEGORIES, PALETTE
 from productgen.colors import find_colour, nearest_name
-from productgen.conditioning import ConditionConfig
 from productgen.dataset import load_training_set
-from productgen.evaluate import _relabel, judge_accuracy, score_renders, train_judge
+from productgen.evaluate import score_renders
+from productgen.judge import judge_accuracy, relabel, train_judge
 from productgen.metrics import frechet_distance
 from productgen.paraphrase import paraphrase_set
 
 
 @pytest.fixture(scope="module")
 def judged(tiny_snapshot: Path):
-    train = load_training_set(tiny_snapshot, 32, ConditionConfig(), exclude_split="holdout")
-    holdout = load_training_set(tiny_snapshot, 32, ConditionConfig(), exclude_split="train")
+    train = load_training_set(tiny_snapshot, 32, None, exclude_split="holdout")
+    holdout = load_training_set(tiny_snapshot, 32, None, exclude_split="train")
     return train_judge(train, holdout, epochs=15, batch_size=16), holdout
 
 
@@ -39,7 +39,7 @@ def test_judge_reads_colour_from_real_photos(judged) -> None:
 def test_accuracy_falls_to_chance_with_shuffled_descriptions(judged) -> None:
     """Photos judged against other rows' attributes score near chance: the metric can fail."""
     judge, holdout = judged
-    labels = _relabel(holdout, judge.classes)
+    labels = relabel(holdout, judge.classes)
     honest = judge_accuracy(judge.net, holdout.images, labels)
     shuffled = {k: v[torch.roll(torch.arange(len(v)), 7)] for k, v in labels.items()}
     lying = judge_accuracy(judge.net, holdout.images, shuffled)
@@ -51,8 +51,8 @@ def test_real_photos_as_renders_score_like_real_and_noise_scores_like_noise(
 ) -> None:
     """Metrics can pass and fail: real photos match their own statistics; noise matches nothing."""
     judge, holdout = judged
-    labels = _relabel(holdout, judge.classes)
-    train = load_training_set(tiny_snapshot, 32, ConditionConfig(), exclude_split="holdout")
+    labels = relabel(holdout, judge.classes)
+    train = load_training_set(tiny_snapshot, 32, None, exclude_split="holdout")
     perfect = score_renders(judge, holdout.images, labels, holdout.images, train.images)
     assert perfect["ratio"]["color"] == pytest.approx(1.0)
     assert perfect["fid"] == pytest.approx(0.0, abs=1e-3) and perfect["precision"] == perfect["recall"] == 1.0
@@ -88,6 +88,7 @@ def test_paraphrases_use_words_the_templates_never_use() -> None:
             assert p.color not in lowered.split(), p.text
 
 
+@pytest.mark.slow
 def test_evaluate_writes_report_and_contact_sheet(
     tiny_snapshot: Path, tiny_run: Path, tmp_path: Path
 ) -> None:

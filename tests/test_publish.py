@@ -18,8 +18,7 @@ from productgen.catalog.ingest import ingest
 from productgen.devs3 import start_local_s3
 from productgen.manifest import read_latest
 from productgen.publish import PublishConfig, publish
-from productgen.render import RenderConfig
-from productgen.runs import load_generator
+from productgen.render import RenderConfig, RenderPipeline
 from productgen.storage import S3Settings, StorageError, open_store, s3_client
 from productgen.text import EncodeConfig, encode_snapshot
 
@@ -35,7 +34,7 @@ def _image_keys(store) -> set[str]:
 
 def test_same_sku_and_model_give_the_same_bytes(tiny_snapshot: Path, tiny_run: Path, tmp_path: Path) -> None:
     """A full render and a render of a few rows (other batch mates) write byte-identical files."""
-    trained = load_generator(tiny_run)
+    trained = RenderPipeline.from_run(tiny_run)
     full = open_store(str(tmp_path / "full"))
     publish(tiny_snapshot, trained, full, PublishConfig(render=RenderConfig(batch_size=64)))
     again = open_store(str(tmp_path / "again"))
@@ -53,7 +52,7 @@ def test_same_sku_and_model_give_the_same_bytes(tiny_snapshot: Path, tiny_run: P
 
 
 def test_variants_sizes_and_formats(tiny_snapshot: Path, tiny_run: Path, tmp_path: Path) -> None:
-    trained = load_generator(tiny_run)
+    trained = RenderPipeline.from_run(tiny_run)
     store = open_store(str(tmp_path / "webp"))
     render = RenderConfig(variants=2, image_format="webp", size=96)
     summary = publish(tiny_snapshot, trained, store, PublishConfig(render=render))
@@ -83,7 +82,7 @@ def _changed_snapshot(tiny_snapshot: Path, tmp_path: Path, text_encoder, skus: l
 def test_second_run_publishes_only_changed_rows(
     tiny_snapshot: Path, tiny_run: Path, tmp_path: Path, s3_env: S3Settings, text_encoder
 ) -> None:
-    trained = load_generator(tiny_run)
+    trained = RenderPipeline.from_run(tiny_run)
     store = open_store("s3://incremental/catalog", s3_env, create_bucket=True)
     first = publish(tiny_snapshot, trained, store)
     assert (first.published, first.unchanged, first.recovered) == (280, 0, 0)
@@ -112,7 +111,7 @@ def test_only_missing_renders_rows_without_a_catalog_image(
     rows.to_parquet(snap / "valid.parquet")
     store = open_store(str(tmp_path / "out"))
     config = PublishConfig(only_missing=True)
-    summary = publish(snap, load_generator(tiny_run), store, config)
+    summary = publish(snap, RenderPipeline.from_run(tiny_run), store, config)
     assert summary.published == 5
     assert {k.rsplit("/", 1)[1] for k in _image_keys(store)} == {f"{s}.png" for s in rows["sku"][:5]}
 
@@ -125,7 +124,7 @@ def test_killed_server_then_rerun_is_complete_with_no_duplicates(
     settings = S3Settings(endpoint_url=server.url, max_attempts=2)
     store = open_store("s3://killed/renders", settings, create_bucket=True)
     s3_client(settings).put_bucket_versioning(Bucket="killed", VersioningConfiguration={"Status": "Enabled"})
-    trained = load_generator(tiny_run)
+    trained = RenderPipeline.from_run(tiny_run)
     config = PublishConfig(render=RenderConfig(batch_size=32), upload_workers=4, max_in_flight=32,
                            manifest_chunk=40)  # fmt: skip
 
@@ -151,6 +150,7 @@ def test_killed_server_then_rerun_is_complete_with_no_duplicates(
         server.stop()
 
 
+@pytest.mark.slow
 def test_cli_renders_and_reports_bad_input_in_one_line(
     tiny_snapshot: Path, tiny_run: Path, tmp_path: Path, s3_env: S3Settings
 ) -> None:

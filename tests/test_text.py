@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from productgen.catalog.ingest import ingest
-from productgen.text import EncodeConfig, TextEncoder, describe, encode_snapshot, read_embeddings
+from productgen.snapshot import Snapshot
+from productgen.text import EncodeConfig, TextEncoder, describe, encode_snapshot
 
 HEADER = "sku,title,brand,color,size,category\n"
 ROWS = [
@@ -52,7 +53,7 @@ def test_embeddings_align_with_valid_rows(tmp_path: Path, encoder: TextEncoder) 
     valid = pd.read_parquet(snapshot / "valid.parquet")
     assert table.column("sku").to_pylist() == valid["sku"].tolist()
     assert table.column("content_hash").to_pylist() == valid["content_hash"].tolist()
-    vectors = read_embeddings(snapshot)
+    vectors = Snapshot(snapshot).read_embeddings()
     assert vectors.shape == (4, 384) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert table.column("color_embedding").to_pylist()[3] is None
@@ -65,10 +66,10 @@ def test_embeddings_carry_meaning(tmp_path: Path, encoder: TextEncoder) -> None:
     """A free-text query lands nearest the row it describes."""
     snapshot = _snapshot(tmp_path, ROWS)
     encode_snapshot(snapshot, tmp_path / "cache", EncodeConfig(), encoder=encoder)
-    vectors = read_embeddings(snapshot)
+    vectors = Snapshot(snapshot).read_embeddings()
     query = encoder.encode(["red trainers for running"])[0]
     assert int(np.argmax(vectors @ query)) == 1
-    colours = read_embeddings(snapshot, "color_embedding")
+    colours = Snapshot(snapshot).read_embeddings("color_embedding")
     assert colours[0] @ encoder.encode(["burgundy"])[0] == pytest.approx(1.0, abs=1e-5)
 
 
@@ -79,13 +80,13 @@ def test_second_run_encodes_only_changed_descriptions(tmp_path: Path, encoder: T
     encode_snapshot(first, cache, EncodeConfig(), encoder=encoder)
     again = encode_snapshot(first, cache, EncodeConfig(), encoder=encoder)
     assert again.encoded == 0 and again.cached == 10
-    np.testing.assert_array_equal(read_embeddings(first), read_embeddings(first))
+    np.testing.assert_array_equal(Snapshot(first).read_embeddings(), Snapshot(first).read_embeddings())
 
     changed = [*ROWS[:2], "C,Navy wool coat with hood,Halden,navy,M,coat", ROWS[3]]
     second = _snapshot(tmp_path, changed, "second")
     summary = encode_snapshot(second, cache, EncodeConfig(), encoder=encoder)
     assert summary.encoded == 1
-    a, b = read_embeddings(first), read_embeddings(second)
+    a, b = Snapshot(first).read_embeddings(), Snapshot(second).read_embeddings()
     np.testing.assert_array_equal(a[[0, 1, 3]], b[[0, 1, 3]])
     assert not np.allclose(a[2], b[2])
 
@@ -94,7 +95,7 @@ def test_cache_results_equal_fresh_results(tmp_path: Path, encoder: TextEncoder)
     """What the cache returns is what the model computes."""
     snapshot = _snapshot(tmp_path, ROWS)
     encode_snapshot(snapshot, tmp_path / "cache", EncodeConfig(), encoder=encoder)
-    cached = read_embeddings(snapshot)
+    cached = Snapshot(snapshot).read_embeddings()
     fresh = encoder.encode(
         [describe(*r.split(",")[1:2], *[v or None for v in r.split(",")[2:]]) for r in ROWS]
     )
@@ -110,12 +111,13 @@ def test_encode_without_ingest_is_a_clear_error(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 2
-    assert (
-        result.stderr.strip()
-        == f"error: {tmp_path}: no valid.parquet; run `productgen ingest` into this folder first"
+    assert result.stderr.strip() == (
+        f"error: {tmp_path}: not a snapshot with valid rows (no valid.parquet); "
+        f"run `productgen ingest CATALOG --out {tmp_path}` first"
     )
 
 
+@pytest.mark.slow
 def test_unknown_model_is_a_clear_error(tmp_path: Path) -> None:
     """A model that is neither packaged nor a folder fails in one line, without a traceback."""
     snapshot = _snapshot(tmp_path, ROWS)

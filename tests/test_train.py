@@ -15,7 +15,7 @@ from productgen.checkpoint import CheckpointError, load_checkpoint, save_checkpo
 from productgen.losses import Batch, GANLoss, LossWeights, VAELoss
 from productgen.models import Discriminator, Generator, ModelConfig, VAEEncoder
 from productgen.models.augment import diff_augment
-from productgen.render import sample_sheet
+from productgen.render import RenderPipeline, sample_sheet
 from productgen.runs import load_generator
 from productgen.train import train, train_config
 
@@ -176,14 +176,15 @@ def test_sample_renders_free_text_deterministically(
     """`sample` reads colour and category from free text and renders the same pixels twice."""
     train(tiny_snapshot, tmp_path / "run", _tiny(2))
     texts = ["burgundy ankle boots", "a scarlet tote bag"]
-    read = sample_sheet(tmp_path / "run", texts, n=3, out=tmp_path / "a.png")
-    sample_sheet(tmp_path / "run", texts, n=3, out=tmp_path / "b.png")
+    read = sample_sheet(RenderPipeline.from_run(tmp_path / "run"), texts, n=3, out=tmp_path / "a.png")
+    sample_sheet(RenderPipeline.from_run(tmp_path / "run"), texts, n=3, out=tmp_path / "b.png")
     assert read[0] == {"colour": "burgundy", "category": "ankle boots"}
     assert read[1]["colour"] == "scarlet" and read[1]["category"] == "bag"
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert load_generator(tmp_path / "run").generator.training is False
 
 
+@pytest.mark.slow
 def test_cli_trains_resumes_and_samples(tiny_snapshot: Path, tmp_path: Path) -> None:
     """`productgen train` then `train --resume` then `sample`, as a user runs them."""
     import subprocess

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import numpy as np
 
 __all__ = [
     "DEBIAN_DIR",
+    "ENV_VAR",
     "OFFICIAL_BASE_URL",
     "FashionMNIST",
     "FashionMNISTSource",
@@ -82,6 +84,12 @@ class FashionMNISTSource:
     cache_dir: Path = Path.home() / ".cache" / "productgen" / "fashion-mnist"
     base_url: str | None = OFFICIAL_BASE_URL  # None: never download
     download_timeout_s: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], directory: Path | None = None) -> FashionMNISTSource:
+        """`directory` if given, else $PRODUCTGEN_FASHION_MNIST_DIR; the edge passes os.environ."""
+        named = env.get(ENV_VAR)
+        return cls(directory=directory or (Path(named) if named else None))
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
     catalog file (CSV / CSV.gz / JSONL / Parquet, local or s3://)
       -> pass 1: stream record batches, normalise text, validate, write candidates + rejects
       -> pass 2: among duplicate skus keep the latest updated_at (later in the file breaks ties)
-      -> SNAPSHOT/valid.parquet, rejects.parquet, rejects.csv, summary.json
+      -> the snapshot's valid rows, rejects (Parquet and CSV) and summary (productgen.snapshot)
 
 Memory is bounded by the batch size: only (sku, updated_at, ordinal) of all rows is held at once,
 for the duplicate decision. `valid + rejected == rows` always: nothing is dropped silently.
@@ -30,16 +30,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from productgen.catalog.readers import CatalogFileError, RawBatch, detect_format, read_batches
-from productgen.catalog.schema import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
-from productgen.catalog.tables import atomic_path
+from productgen.catalog.schema import (
+    DESCRIPTION_FIELDS,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    content_hash,
+)
+from productgen.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from productgen.storage import S3Settings
 
 __all__ = [
-    "DESCRIPTION_FIELDS",
     "IngestSummary",
-    "content_hash",
     "ingest",
     "ingest_source",
     "normalise_text",
@@ -49,7 +52,6 @@ __all__ = [
 MAX_SKU = 128
 MAX_TITLE = 1_000
 TEXT_COLUMNS = ("title", "brand", "color", "size", "category", "image")
-DESCRIPTION_FIELDS = ("title", "brand", "color", "size", "category")  # what content_hash covers
 _KNOWN = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
 _SKU_OK = r"^[A-Za-z0-9._-]+$"
 # Control and invisible format characters (not the white space ones, which fold to a space).
@@ -89,14 +91,6 @@ def normalise_text(values: pa.Array) -> pa.Array:
     values = pc.replace_substring_regex(values, _SPACE, " ")
     values = pc.utf8_trim_whitespace(values)
     return pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
-
-
-def content_hash(
-    title: str, brand: str | None, color: str | None, size: str | None, category: str | None
-) -> str:
-    """Stable hash of the normalised description fields: equal descriptions, equal hash."""
-    payload = json.dumps([title, brand, color, size, category], ensure_ascii=False, separators=(",", ":"))
-    return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
 
 
 def _canonical_names(names: list[str], source: str) -> dict[str, str]:
@@ -313,9 +307,11 @@ def ingest(
     source = source or str(path)
     fmt, _ = detect_format(source)
     out_dir.mkdir(parents=True, exist_ok=True)
+    snapshot = Snapshot(out_dir)
     work = Path(tempfile.mkdtemp(prefix=".ingest-", dir=out_dir))
     try:
-        rejects = _Rejects(work / "rejects.parquet", work / "rejects.csv")
+        staged = Snapshot(work)  # written in a scratch folder, moved into place when complete
+        rejects = _Rejects(staged.rejects_parquet, staged.rejects_csv)
         parts: list[Path] = []
         mapping: dict[str, str] = {}
         seen_columns: set[str] = set()
@@ -341,7 +337,7 @@ def ingest(
         if parts:
             is_winner, winners = _winners(parts, total)
             schema = _valid_schema(parts)
-            with pq.ParquetWriter(work / "valid.parquet", schema) as writer:
+            with pq.ParquetWriter(staged.valid_path, schema) as writer:
                 for part in parts:
                     table = pq.read_table(part)
                     win = is_winner[table.column("_ordinal").to_numpy()]
@@ -369,19 +365,18 @@ def ingest(
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         assert summary.valid + summary.rejected == summary.rows, summary
-        for name in ("rejects.parquet", "rejects.csv"):
-            (work / name).replace(out_dir / name)
+        staged.rejects_parquet.replace(snapshot.rejects_parquet)
+        staged.rejects_csv.replace(snapshot.rejects_csv)
         if valid:
-            (work / "valid.parquet").replace(out_dir / "valid.parquet")
+            staged.valid_path.replace(snapshot.valid_path)
         else:
-            (out_dir / "valid.parquet").unlink(missing_ok=True)
-        with atomic_path(out_dir / "summary.json") as tmp:
-            tmp.write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+            snapshot.valid_path.unlink(missing_ok=True)
+        snapshot.write_summary(summary.to_json())
         if not valid:
             top = rejects.reasons.most_common(1)[0][0]
             raise CatalogFileError(
                 f"{source}: no valid row; all {records} rejected, most often for {top!r} "
-                f"(reasons in {out_dir / 'rejects.csv'})"
+                f"(reasons in {snapshot.rejects_csv})"
             )
         return summary
     finally:

@@ -1,0 +1,165 @@
+"""The snapshot folder: one catalog, validated, and what was computed from its rows.
+
+    SNAPSHOT/valid.parquet        valid rows: catalog columns, content_hash, source_row       ingest
+    SNAPSHOT/rejects.parquet      every rejected row: source_row, sku, field, reason, record   ingest
+    SNAPSHOT/rejects.csv          the same for spreadsheets (formula-looking cells escaped)    ingest
+    SNAPSHOT/summary.json         IngestSummary: counts, reasons, where `image` paths point    ingest
+    SNAPSHOT/embeddings.parquet   per valid row, same order: sku, content_hash, embedding,     encode
+                                  color_embedding, category_embedding (float32, width D)
+    SNAPSHOT/encode.json          EncodeSummary: the text model and its width D                encode
+    SNAPSHOT/.cache/              decoded photos and judges, named by what they were made of    dataset, judge
+
+`Snapshot` knows these paths and reads the small files; the modules named on the right write
+them through it. Nobody else spells a file name of this folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from productgen.atomic import write_text_atomic
+
+__all__ = ["Encoding", "Snapshot", "to_matrix"]
+
+_VALID, _REJECTS_PARQUET, _REJECTS_CSV = "valid.parquet", "rejects.parquet", "rejects.csv"
+_SUMMARY, _EMBEDDINGS, _ENCODE, _CACHE = "summary.json", "embeddings.parquet", "encode.json", ".cache"
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """Which text model encoded a snapshot, and the width of its embeddings."""
+
+    model: str
+    dim: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A snapshot folder: its paths, and readers for what ingest and encode wrote."""
+
+    root: Path
+
+    # -- paths ---------------------------------------------------------------------------------
+    @property
+    def valid_path(self) -> Path:
+        return self.root / _VALID
+
+    @property
+    def rejects_parquet(self) -> Path:
+        return self.root / _REJECTS_PARQUET
+
+    @property
+    def rejects_csv(self) -> Path:
+        return self.root / _REJECTS_CSV
+
+    @property
+    def summary_path(self) -> Path:
+        return self.root / _SUMMARY
+
+    @property
+    def embeddings_path(self) -> Path:
+        return self.root / _EMBEDDINGS
+
+    @property
+    def encode_path(self) -> Path:
+        return self.root / _ENCODE
+
+    def cache_file(self, name: str) -> Path:
+        """SNAPSHOT/.cache/<name>: derived files that can always be made again."""
+        return self.root / _CACHE / name
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def ingested(self) -> bool:
+        return self.summary_path.is_file()
+
+    @property
+    def encoded(self) -> bool:
+        return self.embeddings_path.is_file() and self.encode_path.is_file()
+
+    def require_rows(self) -> None:
+        """A clear error unless ingest wrote valid rows here."""
+        if not self.valid_path.is_file():
+            raise ValueError(
+                f"{self.root}: not a snapshot with valid rows (no {_VALID}); "
+                f"run `productgen ingest CATALOG --out {self.root}` first"
+            )
+
+    def require_encoded(self) -> None:
+        """A clear error unless encode wrote the embeddings here."""
+        self.require_rows()
+        if not self.encoded:
+            raise ValueError(f"{self.root}: no {_EMBEDDINGS}; run `productgen encode {self.root}` first")
+
+    # -- readers -------------------------------------------------------------------------------
+    def summary(self) -> dict[str, object]:
+        """summary.json as ingest wrote it."""
+        if not self.ingested:
+            raise ValueError(f"{self.root}: no {_SUMMARY}; run `productgen ingest` into this folder first")
+        return json.loads(self.summary_path.read_text())
+
+    def encoding(self) -> Encoding:
+        """The text model and embedding width encode used."""
+        self.require_encoded()
+        content = json.loads(self.encode_path.read_text())
+        return Encoding(model=str(content["model"]), dim=int(content["dim"]))
+
+    def image_root(self) -> Path:
+        """The local folder relative `image` paths point into."""
+        root = str(self.summary()["image_root"])
+        if "://" in root:
+            raise ValueError(
+                f"{self.root}: photos live at {root}; training reads local photos only, copy them first"
+            )
+        return Path(root)
+
+    def num_rows(self) -> int:
+        self.require_rows()
+        return pq.ParquetFile(self.valid_path).metadata.num_rows
+
+    def read_rows(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """Valid rows (all columns, or those of `columns` the catalog has); nulls as None."""
+        self.require_rows()
+        if columns is not None:
+            present = set(pq.read_schema(self.valid_path).names)
+            columns = [c for c in columns if c in present]
+        rows = pq.read_table(self.valid_path, columns=columns).to_pandas()
+        text = [c for c in rows.columns if rows[c].dtype == object or pd.api.types.is_string_dtype(rows[c])]
+        return rows.astype({c: object for c in text}).where(rows.notna(), None)
+
+    def read_embeddings(self, column: str = "embedding") -> np.ndarray:
+        """(N, D) float32: one embedding column, aligned row for row with valid.parquet."""
+        self.require_encoded()
+        table = pq.read_table(self.embeddings_path, columns=[column])
+        return to_matrix(table.column(column))
+
+    def read_rejects(self, limit: int | None = None) -> pd.DataFrame:
+        """The first `limit` rejected rows (source_row, sku, field, reason); empty when none."""
+        columns = ["source_row", "sku", "field", "reason"]
+        if not self.rejects_parquet.is_file():
+            return pd.DataFrame(columns=columns)
+        frame = pq.read_table(self.rejects_parquet, columns=columns).to_pandas()
+        return frame if limit is None else frame.head(limit)
+
+    # -- writers (ingest and encode) -----------------------------------------------------------
+    def write_summary(self, content: dict[str, object]) -> None:
+        write_text_atomic(self.summary_path, json.dumps(content, indent=2) + "\n")
+
+    def write_encoding(self, content: dict[str, object]) -> None:
+        write_text_atomic(self.encode_path, json.dumps(content, indent=2) + "\n")
+
+
+def to_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A fixed-size-list column -> (N, D) float32 without a Python loop; null rows are zeros."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    dim = array.type.list_size
+    if array.null_count:
+        array = array.fill_null(pa.scalar([0.0] * dim, array.type))
+    return array.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
