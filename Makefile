@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup demo serve stop test lint bench fashion-mnist chromium clean
+.PHONY: setup demo serve stop test test-fast lint bench fashion-mnist chromium clean
 
 setup: $(STAMP) fashion-mnist chromium
 
@@ -58,8 +58,13 @@ serve: setup
 stop:
 	$(PY) -m flows.local stop --build $(BUILD)
 
+# Everything (what CI runs). `make test-fast` skips the `slow` tier (Prefect servers, the browser,
+# CLI subprocesses that train or render): the edit loop, about a minute.
 test: setup
 	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check productgen flows tests benchmarks

@@ -16,6 +16,8 @@ from flows.pipeline import nightly
 from flows.serve import NIGHTLY, ServeSettings, deployments
 from productgen.storage import S3Settings, open_store
 
+pytestmark = pytest.mark.slow  # a Prefect server per module: minutes, not seconds
+
 
 @pytest.fixture(scope="module")
 def harness():

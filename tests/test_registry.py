@@ -44,6 +44,7 @@ def test_gate_compares_each_number_in_its_direction() -> None:
     assert floors == ["color_accuracy 0.9500 is below the minimum 0.9900"]
 
 
+@pytest.mark.slow
 def test_promote_refuses_worse_logs_force_and_renders_use_current(
     tiny_snapshot: Path, tiny_run: Path, other_run: Path, tmp_path: Path, s3_env: S3Settings
 ) -> None:

@@ -103,6 +103,7 @@ def test_unknown_destination_scheme_is_refused() -> None:
         open_store("ftp://host/dir")
 
 
+@pytest.mark.slow
 def test_dev_server_saves_and_restores_its_buckets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`productgen dev s3 --data DIR`: objects, content types and metadata survive a restart."""
     from productgen.devs3 import DEV_CREDENTIALS, start_local_s3

@@ -19,7 +19,10 @@ from productgen.devs3 import free_port
 from productgen.storage import S3Settings, open_store
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make setup installs it)")
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make setup installs it)"),
+    pytest.mark.slow,  # a Prefect server and a browser: a minute, not seconds
+]
 SCREENSHOTS = Path(__file__).parent.parent / "build" / "screenshots"
 
 

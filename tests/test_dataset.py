@@ -1,0 +1,81 @@
+"""Training data: photos decoded once into the snapshot's cache, reused while the rows are the same."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import productgen.dataset as dataset
+from productgen.catalog.ingest import ingest
+from productgen.conditioning import ConditionConfig
+from productgen.snapshot import Snapshot
+
+
+@pytest.fixture
+def snapshot_copy(tiny_snapshot: Path, tmp_path: Path) -> Path:
+    """The tiny snapshot without its cache: the first load decodes."""
+    copy = tmp_path / "snap"
+    shutil.copytree(tiny_snapshot, copy, ignore=shutil.ignore_patterns(".cache"))
+    return copy
+
+
+def test_photos_are_decoded_once_then_read_from_the_cache(
+    snapshot_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = ConditionConfig.for_snapshot(Snapshot(snapshot_copy))
+    first = dataset.load_training_set(snapshot_copy, 32, config)
+    cached = list((snapshot_copy / ".cache").glob("images-32px-*.safetensors"))
+    assert len(cached) == 1 and first.fingerprint in cached[0].name
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("photos decoded again although the cache holds them")
+
+    monkeypatch.setattr(dataset, "decode_photos", no_decoding)
+    second = dataset.load_training_set(snapshot_copy, 32, config)
+    assert torch.equal(first.images, second.images) and first.fingerprint == second.fingerprint
+
+
+def test_training_rows_exclude_holdout_and_carry_labels(snapshot_copy: Path) -> None:
+    config = ConditionConfig.for_snapshot(Snapshot(snapshot_copy))
+    train = dataset.load_training_set(snapshot_copy, 32, config, exclude_split="holdout")
+    holdout = dataset.load_training_set(snapshot_copy, 32, config, exclude_split="train")
+    assert (len(train), len(holdout)) == (240, 40)
+    assert train.images.shape == (240, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert train.conditions.shape == (240, config.dim)
+    assert set(train.labels) == {"category", "color"} and (train.labels["category"] >= 0).all()
+    # each category's embedding in the vocabulary is that category's own text embedding
+    snap = Snapshot(snapshot_copy)
+    rows = snap.read_rows(["category"])
+    first = rows.index[rows["category"] == train.vocabulary.categories[0]][0]
+    expected = snap.read_embeddings("category_embedding")[first]
+    assert torch.allclose(
+        torch.from_numpy(train.vocabulary.category_embeddings[0]), torch.from_numpy(expected)
+    )
+
+
+def test_without_conditioning_only_photos_and_labels_load(snapshot_copy: Path) -> None:
+    """The judge needs no condition vectors: none are read."""
+    Snapshot(snapshot_copy).embeddings_path.unlink()
+    photos = dataset.load_training_set(snapshot_copy, 32, None)
+    assert photos.conditions.shape == (240, 0) and len(photos.labels["color"]) == 240
+
+
+def test_changed_rows_change_the_fingerprint_and_missing_photos_are_counted(
+    small_demo, tmp_path: Path
+) -> None:
+    frame = pd.read_parquet(small_demo.catalog_parquet)
+    ingest(small_demo.catalog_parquet, tmp_path / "a")
+    frame.loc[0, "title"] = frame.loc[0, "title"] + " (new)"
+    frame.loc[1, "image"] = "images/no-such-photo.png"
+    frame.to_parquet(tmp_path / "changed.parquet")
+    ingest(tmp_path / "changed.parquet", tmp_path / "b", image_root=str(small_demo.directory))
+    a = dataset.training_fingerprint(tmp_path / "a", 32)
+    b = dataset.training_fingerprint(tmp_path / "b", 32)
+    assert a != b
+    photos = dataset.load_training_set(tmp_path / "b", 32, None)
+    holdout_missing = frame.loc[1, "split"] == "holdout"
+    assert photos.missing_images == (0 if holdout_missing else 1)

@@ -1,0 +1,84 @@
+"""The snapshot folder: ingest and encode write exactly its documented files, and it reads them back."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from productgen.conditioning import ConditionConfig
+from productgen.dataset import load_training_set, training_fingerprint
+from productgen.snapshot import Encoding, Snapshot
+
+
+def test_ingest_and_encode_write_the_documented_layout(tiny_snapshot: Path) -> None:
+    """Every file the docstring names is there, and nothing else outside the cache."""
+    snap = Snapshot(tiny_snapshot)
+    written = {p.name for p in tiny_snapshot.iterdir() if not p.name.startswith(".")}
+    named = {
+        p.name
+        for p in (
+            snap.valid_path,
+            snap.rejects_parquet,
+            snap.rejects_csv,
+            snap.summary_path,
+            snap.embeddings_path,
+            snap.encode_path,
+        )
+    }
+    assert written == named
+    assert snap.ingested and snap.encoded
+    assert snap.num_rows() == len(snap.read_rows(["sku"])) == 280
+
+
+def test_encoding_names_the_model_and_its_width(tiny_snapshot: Path) -> None:
+    """The width is what the model produced, and the condition config is built from it."""
+    snap = Snapshot(tiny_snapshot)
+    encoding = snap.encoding()
+    assert encoding == Encoding(model="sentence-transformers/all-MiniLM-L6-v2", dim=384)
+    assert snap.read_embeddings().shape == (280, encoding.dim)
+    config = ConditionConfig.for_snapshot(snap, ("description", "rgb"))
+    assert config.text_dim == 384 and config.dim == 384 + 3
+
+
+def test_condition_width_follows_another_models_width(tiny_snapshot: Path, tmp_path: Path) -> None:
+    """A snapshot recorded as encoded 512 wide gives 512-wide text parts: nothing assumes 384."""
+    copy = Snapshot(tmp_path / "snap")
+    shutil.copytree(tiny_snapshot, copy.root)
+    copy.write_encoding({**json.loads(copy.encode_path.read_text()), "model": "other", "dim": 512})
+    config = ConditionConfig.for_snapshot(copy)
+    assert config.text_dim == 512 and config.dim == 3 * 512 + 3
+
+
+def test_missing_files_are_clear_errors(tmp_path: Path) -> None:
+    """A folder that is not a snapshot, or not yet encoded, says which command to run."""
+    empty = Snapshot(tmp_path)
+    with pytest.raises(ValueError, match="productgen ingest"):
+        empty.read_rows()
+    with pytest.raises(ValueError, match="productgen ingest"):
+        empty.summary()
+    with pytest.raises(ValueError, match="productgen ingest"):
+        empty.encoding()
+    assert empty.read_rejects(5).empty
+
+
+def test_training_fingerprint_reads_no_embedding(tiny_snapshot: Path, tmp_path: Path) -> None:
+    """The fingerprint comes from rows, hashes and photos: it is the same with embeddings gone."""
+    with_embeddings = training_fingerprint(tiny_snapshot, 32)
+    copy = tmp_path / "snap"
+    shutil.copytree(tiny_snapshot, copy)
+    Snapshot(copy).embeddings_path.unlink()
+    assert training_fingerprint(copy, 32) == with_embeddings
+    loaded = load_training_set(tiny_snapshot, 32, ConditionConfig.for_snapshot(Snapshot(tiny_snapshot)))
+    assert loaded.fingerprint == with_embeddings
+    assert training_fingerprint(tiny_snapshot, 28) != with_embeddings  # the image size is part of it
+
+
+def test_rows_keep_nulls_as_none(tiny_snapshot: Path) -> None:
+    rows = Snapshot(tiny_snapshot).read_rows(["sku", "title", "color", "not-a-column"])
+    assert list(rows.columns) == ["sku", "title", "color"]
+    assert rows["title"].map(type).eq(str).all()
+    assert np.all([v is None or isinstance(v, str) for v in rows["color"]])
