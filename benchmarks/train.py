@@ -50,7 +50,8 @@ def _snapshot(root: Path, rows: int, synthetic: bool) -> Path:
         layout = Snapshot(snap)
         n = layout.num_rows()
         rng = np.random.default_rng(0)
-        columns = {"sku": pa.array(layout.read_rows(["sku"])["sku"].tolist(), pa.string())}
+        keys = pq.read_table(layout.valid_path, columns=["sku", "content_hash"])
+        columns = {"sku": keys.column("sku"), "content_hash": keys.column("content_hash")}
         for name in ("embedding", "color_embedding", "category_embedding"):
             v = rng.standard_normal((n, 384)).astype(np.float32)
             v /= np.linalg.norm(v, axis=1, keepdims=True)

@@ -12,6 +12,7 @@ GateConfig. Renders use `models/current` unless a run is named.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,8 +39,19 @@ CURRENT, HISTORY = "models/current", "models/history.jsonl"
 _MODEL_FILES = PUBLISHED_FILES[:2]  # what rendering needs: weights and run.json
 
 
+_VERSION = re.compile(r"[0-9a-f]{12}")  # runs.load_generator's version: 12 hex digits of a SHA-256
+
+
 def _model_key(version: str, name: str) -> str:
-    return f"models/{version}/{name}"
+    return f"models/{_checked_version(version)}/{name}"
+
+
+def _checked_version(version: object, where: str = "model version") -> str:
+    """A version from the store or the user, checked before it names a key or a folder."""
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
+        shown = repr(version)[:80]
+        raise StorageError(f"{where} {shown} is not a model version (12 hex digits); the pointer is damaged")
+    return version
 
 
 @dataclass(frozen=True)
@@ -82,8 +94,20 @@ def gate_decision(
     return reasons
 
 
-def _read_json(store: ObjectStore, key: str) -> dict | None:
-    return json.loads(store.get(key)) if store.head(key) is not None else None
+_MAX_POINTER = 1 << 20  # bytes: a pointer or an eval.json is a few KB
+
+
+def _read_json(store: ObjectStore, key: str) -> object | None:
+    """A small JSON object from the store (None when absent); bounded and parsed, never trusted."""
+    head = store.head(key)
+    if head is None:
+        return None
+    if head.size > _MAX_POINTER:
+        raise StorageError(f"{store.uri}/{key} is {head.size:,} bytes; a registry file is a few KB")
+    try:
+        return json.loads(store.get(key))
+    except (ValueError, RecursionError):
+        raise StorageError(f"{store.uri}/{key} is not valid JSON; promote a model again") from None
 
 
 def promote(
@@ -98,7 +122,7 @@ def promote(
         raise ValueError(
             f"{folder.eval_json} is for model {evaluation['model_version']}, not {version}; evaluate again"
         )
-    current = _read_json(store, CURRENT)
+    current = current_model(store)
     previous = current["version"] if current else None
     if previous == version:
         return Promotion(version, True, False, previous, ["already the current model"])
@@ -149,8 +173,18 @@ def retrain_reason(mode: str, store: ObjectStore, snapshot: Path) -> str | None:
 
 
 def current_model(store: ObjectStore) -> dict | None:
-    """The models/current pointer, or None before the first promotion."""
-    return _read_json(store, CURRENT)
+    """The models/current pointer, or None before the first promotion; its fields are checked."""
+    pointer = _read_json(store, CURRENT)
+    if pointer is None:
+        return None
+    where = f"{store.uri}/{CURRENT}"
+    if not isinstance(pointer, dict):
+        raise StorageError(f"{where} is not a JSON object; promote a model again")
+    _checked_version(pointer.get("version"), f"{where}: version")
+    size, parts = pointer.get("image_size"), pointer.get("conditioning")
+    if not isinstance(size, int) or not 8 <= size <= 1024 or not isinstance(parts, list):
+        raise StorageError(f"{where}: image_size or conditioning is missing or wrong; promote a model again")
+    return pointer
 
 
 def fetch_model(store: ObjectStore, cache_dir: Path, version: str | None = None) -> Path:
@@ -162,7 +196,7 @@ def fetch_model(store: ObjectStore, cache_dir: Path, version: str | None = None)
                 f"{store.uri}: no promoted model (models/current); pass --model RUN_DIR or promote one"
             )
         version = current["version"]
-    target = RunFolder(cache_dir / version)
+    target = RunFolder(cache_dir / _checked_version(version))
     for name in _MODEL_FILES:
         if not target.file(name).is_file():
             with atomic_path(target.file(name)) as tmp:
@@ -188,6 +222,8 @@ def promoted_report(store: ObjectStore) -> PromotedReport:
         raise StorageError(f"{store.uri}: no promoted model (models/current)")
     version = current["version"]
     folder = RunFolder(Path(version))  # names only: the files live in the store
-    metrics = json.loads(store.get(_model_key(version, folder.eval_json.name)))
+    metrics = _read_json(store, _model_key(version, folder.eval_json.name))
+    if not isinstance(metrics, dict):
+        raise StorageError(f"{store.uri}: model {version} has no readable evaluation")
     sheet = store.url(_model_key(version, folder.contact_sheet.name))
     return PromotedReport(current, metrics, sheet)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from productgen.atomic import write_text_atomic
-from productgen.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from productgen.checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
 from productgen.conditioning import ConditionConfig, Conditioner, Vocabulary
 from productgen.models.networks import Generator, ModelConfig
 
@@ -163,29 +163,73 @@ def read_run(run_dir: Path) -> dict[str, object]:
     return RunFolder(run_dir).read_run()
 
 
+_MAX_PARAMETERS = 200_000_000  # a generator larger than this is not one productgen trained
+_MAX_VOCABULARY = 100_000
+
+
+def _model_from_header(path: Path, meta: dict, shapes: dict[str, tuple[int, ...]]):
+    """Check untrusted metadata and tensor shapes; (ModelConfig, ConditionConfig, names) or CheckpointError.
+
+    Nothing is allocated before this passes: the network is sized on the `meta` device.
+    """
+    try:
+        model_config = ModelConfig.from_json(meta.get("model_config"))
+        parts, width = meta.get("conditioning"), meta.get("embedding_dim")
+        if not isinstance(parts, list) or not isinstance(width, int) or not 1 <= width <= 16_384:
+            raise ValueError("conditioning must be a list of parts and embedding_dim an integer")
+        conditioning = ConditionConfig(parts=tuple(parts), text_dim=width)
+        if conditioning.dim != model_config.cond_in:
+            raise ValueError(
+                f"conditions are {conditioning.dim} wide but the network takes {model_config.cond_in}"
+            )
+        if not isinstance(meta.get("text_model"), str):
+            raise ValueError("text_model must be a string")
+        vocab = meta.get("vocabulary")
+        names = {k: vocab.get(k) if isinstance(vocab, dict) else None for k in ("categories", "colors")}
+        for key, values in names.items():
+            if not isinstance(values, list) or len(values) > _MAX_VOCABULARY:
+                raise ValueError(f"vocabulary.{key} must be a list of at most {_MAX_VOCABULARY} names")
+            if not all(isinstance(v, str) for v in values):
+                raise ValueError(f"vocabulary.{key} must hold names")
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: metadata does not describe a productgen model ({e})") from None
+    with torch.device("meta"):
+        shell = Generator(model_config)
+    if sum(p.numel() for p in shell.parameters()) > _MAX_PARAMETERS:
+        raise CheckpointError(f"{path}: its settings describe a network over {_MAX_PARAMETERS:,} parameters")
+    expected = {f"G_ema.{k}": tuple(v.shape) for k, v in shell.state_dict().items()}
+    expected["vocab.category_embeddings"] = (len(names["categories"]), width)
+    got = {k: v for k, v in shapes.items() if k.startswith("G_ema.") or k.startswith("vocab.")}
+    if got != expected:
+        wrong = sorted(set(got) ^ set(expected)) or sorted(k for k in got if got[k] != expected[k])
+        raise CheckpointError(
+            f"{path}: its tensors do not match the network its metadata describes ({wrong[0]}, ...)"
+        )
+    return model_config, conditioning, names
+
+
 def load_generator(run_dir: Path, device: str | torch.device = "cpu") -> TrainedGenerator:
-    """Load the run's model into an eval-mode generator."""
+    """Load the run's model into an eval-mode generator; every header field is checked first."""
     run = RunFolder(run_dir)
     run.read_run()
-    tensors, meta = load_checkpoint(run.model)
-    model_config = ModelConfig(**meta["model_config"])
+    meta, shapes = read_header(run.model)
+    model_config, conditioning, names = _model_from_header(run.model, meta, shapes)
+    tensors, _ = load_checkpoint(run.model)
     generator = Generator(model_config)
     weights = {k.removeprefix("G_ema."): v for k, v in tensors.items() if k.startswith("G_ema.")}
     generator.load_state_dict(weights)
     generator.to(device).eval()
-    vocab = meta["vocabulary"]
-    vocabulary = Vocabulary(
-        vocab["categories"], vocab["colors"], tensors["vocab.category_embeddings"].numpy().astype(np.float32)
-    )
+    embeddings = tensors["vocab.category_embeddings"].numpy().astype(np.float32)
+    vocabulary = Vocabulary(names["categories"], names["colors"], embeddings)
     digest = hashlib.sha256()
     for key in sorted(weights):
         digest.update(key.encode())
         digest.update(weights[key].contiguous().numpy().tobytes())
     return TrainedGenerator(
         generator=generator,
-        conditioning=ConditionConfig(parts=tuple(meta["conditioning"]), text_dim=meta["embedding_dim"]),
+        conditioning=conditioning,
         vocabulary=vocabulary,
-        text_model=meta["text_model"],
+        text_model=str(meta["text_model"]),
         version=digest.hexdigest()[:12],
         metadata=meta,
     )

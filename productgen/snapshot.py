@@ -135,9 +135,21 @@ class Snapshot:
         return rows.astype({c: object for c in text}).where(rows.notna(), None)
 
     def read_embeddings(self, column: str = "embedding") -> np.ndarray:
-        """(N, D) float32: one embedding column, aligned row for row with valid.parquet."""
+        """(N, D) float32: one embedding column, aligned row for row with the valid rows.
+
+        Embeddings are tied to the rows they describe: the (sku, content_hash) of every row is
+        checked against the rows on each read, so a snapshot re-ingested without `encode` is a
+        clear error, never a render from another description.
+        """
         self.require_encoded()
-        table = pq.read_table(self.embeddings_path, columns=[column])
+        keys = ["sku", "content_hash"]
+        table = pq.read_table(self.embeddings_path, columns=[*keys, column])
+        rows = pq.read_table(self.valid_path, columns=keys)
+        if table.num_rows != rows.num_rows or not all(_same(table.column(k), rows.column(k)) for k in keys):
+            raise ValueError(
+                f"{self.root}: the embeddings describe other rows than the valid rows (the snapshot "
+                f"was ingested again after encoding); run `productgen encode {self.root}`"
+            )
         return to_matrix(table.column(column))
 
     def read_rejects(self, limit: int | None = None) -> pd.DataFrame:
@@ -154,6 +166,11 @@ class Snapshot:
 
     def write_encoding(self, content: dict[str, object]) -> None:
         write_text_atomic(self.encode_path, json.dumps(content, indent=2) + "\n")
+
+
+def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> bool:
+    """Equal text values, whatever the Arrow string type a writer chose."""
+    return a.cast(pa.string()).equals(b.cast(pa.string()))
 
 
 def to_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:

@@ -82,3 +82,29 @@ def test_promote_needs_an_evaluation_and_render_needs_a_model(tiny_run: Path, tm
         promote(tiny_run, store)
     with pytest.raises(StorageError, match="no promoted model"):
         fetch_model(store, tmp_path / "cache")
+
+
+@pytest.mark.parametrize(
+    "pointer",
+    [
+        {"version": "/any/absolute/dir", "image_size": 32, "conditioning": []},
+        {"version": "../../etc", "image_size": 32, "conditioning": []},
+        {"version": 12, "image_size": 32, "conditioning": []},
+        ["not", "an", "object"],
+    ],
+)
+def test_a_damaged_pointer_never_becomes_a_path(tmp_path: Path, pointer) -> None:
+    """models/current is untrusted: its version is checked before it names a folder or a key."""
+    store = open_store(str(tmp_path / "store"))
+    store.put("models/current", json.dumps(pointer).encode())
+    before = sorted(p for p in Path("/").glob("any*"))
+    with pytest.raises(StorageError, match="models/current"):
+        fetch_model(store, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() and sorted(Path("/").glob("any*")) == before
+
+
+def test_an_oversized_pointer_is_not_read(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "store"))
+    store.put("models/current", b" " * (2 << 20))
+    with pytest.raises(StorageError, match="a registry file is a few KB"):
+        current_model(store)

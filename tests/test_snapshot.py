@@ -7,9 +7,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from productgen.conditioning import ConditionConfig
+from productgen.catalog.ingest import ingest
+from productgen.conditioning import ConditionConfig, snapshot_conditions
 from productgen.dataset import load_training_set, training_fingerprint
 from productgen.snapshot import Encoding, Snapshot
 
@@ -82,3 +84,19 @@ def test_rows_keep_nulls_as_none(tiny_snapshot: Path) -> None:
     assert list(rows.columns) == ["sku", "title", "color"]
     assert rows["title"].map(type).eq(str).all()
     assert np.all([v is None or isinstance(v, str) for v in rows["color"]])
+
+
+def test_embeddings_of_other_rows_are_never_read(tiny_snapshot: Path, tmp_path: Path) -> None:
+    """Re-ingested (titles and colours changed) without encode: a clear error, not a stale render."""
+    copy = tmp_path / "snap"
+    shutil.copytree(tiny_snapshot, copy)
+    rows = pd.read_parquet(Snapshot(copy).valid_path)
+    rows["title"] = rows["title"] + " in a new colour"
+    rows = rows.drop(columns=["content_hash", "source_row"])
+    rows.to_parquet(tmp_path / "changed.parquet")
+    summary = json.loads(Snapshot(copy).summary_path.read_text())
+    ingest(tmp_path / "changed.parquet", copy, image_root=summary["image_root"])
+    with pytest.raises(ValueError, match=r"embeddings describe other rows.*productgen encode"):
+        Snapshot(copy).read_embeddings()
+    with pytest.raises(ValueError, match="productgen encode"):
+        snapshot_conditions(Snapshot(copy), ConditionConfig.for_snapshot(Snapshot(copy)))

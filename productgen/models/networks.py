@@ -10,7 +10,7 @@ structured attributes so the generator is pushed to render them.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,14 @@ from torch import nn
 from productgen.models.layers import DownBlock, UpBlock, sn
 
 __all__ = ["CondProjection", "Discriminator", "Generator", "ModelConfig", "VAEEncoder"]
+
+
+# Ranges a config read from a file must keep: wide enough for any model we train, narrow enough
+# that building the networks cannot exhaust memory.
+_BOUNDS = {
+    "image_size": (8, 1024), "cond_in": (1, 65_536), "cond_dim": (1, 4096), "z_dim": (1, 4096),
+    "g_ch": (1, 1024), "d_ch": (1, 1024),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -38,9 +46,30 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.family not in {"cgan", "cvae"}:
             raise ValueError(f"model family must be cgan or cvae, got {self.family!r}")
-        levels = math.log2(self.image_size / 4)
-        if self.image_size < 8 or levels != int(levels):
-            raise ValueError(f"image size must be a power of two >= 8, got {self.image_size}")
+        for name, (low, high) in _BOUNDS.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+        if math.log2(self.image_size) != int(math.log2(self.image_size)):
+            raise ValueError(f"image size must be a power of two from 8 to 1024, got {self.image_size}")
+        if not isinstance(self.cond_augment, bool):
+            raise ValueError(f"cond_augment must be true or false, got {self.cond_augment!r}")
+        if not isinstance(self.aux_classes, dict) or len(self.aux_classes) > 16:
+            raise ValueError("aux_classes must map at most 16 attribute names to class counts")
+        for name, classes in self.aux_classes.items():
+            if not isinstance(name, str) or not isinstance(classes, int) or not 2 <= classes <= 100_000:
+                raise ValueError(f"aux_classes[{name!r}] must be a class count from 2 to 100000")
+
+    @classmethod
+    def from_json(cls, content: object) -> ModelConfig:
+        """A config from untrusted JSON: exactly the known keys, each of the right type and range."""
+        if not isinstance(content, dict):
+            raise ValueError("model_config must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown, missing = sorted(set(content) - known), sorted(known - set(content))
+        if unknown or missing:
+            raise ValueError(f"model_config has unknown keys {unknown} or lacks {missing}")
+        return cls(**content)
 
     @property
     def levels(self) -> int:
