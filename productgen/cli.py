@@ -244,9 +244,13 @@ def train_cmd(
     summary = {
         "run": str(result.run_dir), "step": result.step, "seconds": round(result.seconds, 1),
         "images_per_s": round(result.images_per_s, 1), "metrics": result.metrics,
-        "sample_sheet": str(result.sample_sheet),
+        "sample_sheet": str(result.sample_sheet), "skipped_photos": result.skipped_photos,
     }  # fmt: skip
     _report(summary, as_json, f"trained {out}")
+    if result.skipped_photos and not as_json:
+        from productgen.snapshot import Snapshot
+
+        typer.echo(f"  photos left out: {result.skipped_photos} ({Snapshot(snapshot).photo_rejects})")
 
 
 @app.command("sample")

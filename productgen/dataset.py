@@ -7,15 +7,21 @@
 The fingerprint names the rows, their descriptions and photos: it is computed from the rows
 alone, without reading an embedding or a photo. No PNG is decoded during training; on a GPU the
 whole uint8 set sits on the device.
+
+Photos are untrusted. A path is used only if it is a regular file inside the image folder with
+no symbolic link on the way and at most MAX_PHOTO_BYTES; a photo is decoded only if its header
+declares at most MAX_PHOTO_PIXELS. A photo that fails any check or does not decode is skipped
+with its reason (TrainingSet.skipped, the snapshot's photo rejects): one bad file never stops a run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,58 +47,113 @@ class TrainingSet:
     rows: pd.DataFrame  # sku, title, color, category of each row
     vocabulary: Vocabulary
     fingerprint: str  # of the rows, their descriptions, photos and image size
-    missing_images: int
+    missing_images: int  # rows whose photo file is not there
+    skipped: pd.DataFrame = field(default_factory=pd.DataFrame)  # sku, image, reason: photos left out
 
     def __len__(self) -> int:
         return len(self.images)
 
 
-def _decode_chunk(args: tuple[list[str], int]) -> np.ndarray:
+MAX_PHOTO_BYTES = 32 << 20  # a product photo, not an archive
+MAX_PHOTO_PIXELS = 50_000_000  # declared in the header; decoding more is a decompression bomb
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+def _decode_one(path: str, size: int) -> np.ndarray:
+    """One photo -> (size, size, 3) uint8; raises ValueError saying why it cannot be used."""
+    with Image.open(path) as im:  # reads the header only
+        if im.width * im.height > MAX_PHOTO_PIXELS:
+            raise ValueError(f"declares {im.width}x{im.height} pixels; at most {MAX_PHOTO_PIXELS:,}")
+        im = im.convert("RGB")  # decodes: a truncated or corrupt file fails here
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.Resampling.LANCZOS)
+        return np.asarray(im)
+
+
+def _decode_chunk(args: tuple[list[str], int]) -> tuple[np.ndarray, list[str | None]]:
     paths, size = args
-    out = np.empty((len(paths), size, size, 3), np.uint8)
+    out = np.zeros((len(paths), size, size, 3), np.uint8)
+    reasons: list[str | None] = [None] * len(paths)
     for i, path in enumerate(paths):
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.Resampling.LANCZOS)
-            out[i] = np.asarray(im)
-    return out
+        try:
+            out[i] = _decode_one(path, size)
+        except _DECODE_ERRORS as e:
+            reasons[i] = f"photo does not decode ({' '.join(str(e).split())[:200]})"
+    return out, reasons
 
 
-def decode_photos(paths: list[str], size: int, workers: int | None = None) -> torch.Tensor:
-    """Decode and resize photos in parallel -> (N, 3, size, size) uint8."""
+def decode_photos(
+    paths: list[str], size: int, workers: int | None = None
+) -> tuple[torch.Tensor, list[str | None]]:
+    """Decode and resize photos in parallel -> (N, 3, size, size) uint8, and per photo None or why not.
+
+    A photo that does not decode is a zero image with its reason; the caller leaves it out.
+    """
     chunks = [(paths[i : i + 2048], size) for i in range(0, len(paths), 2048)]
     workers = workers or os.cpu_count() or 1
     if workers == 1 or len(chunks) <= 1:
-        arrays = [_decode_chunk(c) for c in chunks]
+        results = [_decode_chunk(c) for c in chunks]
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            arrays = list(pool.map(_decode_chunk, chunks))
+            results = list(pool.map(_decode_chunk, chunks))
+    arrays = [images for images, _ in results]
+    reasons = [reason for _, chunk in results for reason in chunk]
     stacked = np.concatenate(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
-    return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous(), reasons
+
+
+def _photo_path(root: Path, relative: str) -> tuple[str | None, str | None]:
+    """(path, None) for a usable photo file, else (None, why not). No link is followed."""
+    current = root
+    for part in Path(relative).parts:
+        current = current / part
+        if current.is_symlink():
+            return None, f"{relative!r} passes through a symbolic link; photos must be files in the folder"
+    try:
+        status = current.lstat()
+    except OSError:
+        return None, "photo file not found"
+    if not stat.S_ISREG(status.st_mode):
+        return None, f"{relative!r} is not a regular file"
+    if status.st_size > MAX_PHOTO_BYTES:
+        return None, f"photo is {status.st_size:,} bytes; at most {MAX_PHOTO_BYTES:,}"
+    return str(current), None
 
 
 _ROW_COLUMNS = ["sku", "title", "color", "category", "content_hash", "image", "split"]
 
 
-def _select(snapshot: Snapshot, exclude_split: str) -> tuple[np.ndarray, pd.DataFrame, list[str], int]:
-    """Rows with a readable photo outside `exclude_split`: their indices, rows, photo paths, missing."""
+def _select(
+    snapshot: Snapshot, exclude_split: str
+) -> tuple[np.ndarray, pd.DataFrame, list[str], int, pd.DataFrame]:
+    """Rows with a usable photo path outside `exclude_split`: indices, rows, paths, missing, refused."""
     rows = snapshot.read_rows(_ROW_COLUMNS)
-    for name in ("color", "category"):
+    for name in ("color", "category", "image"):
         if name not in rows.columns:
             rows[name] = None
-    keep = rows["image"].notna().to_numpy() if "image" in rows.columns else np.zeros(len(rows), bool)
+    keep = rows["image"].notna().to_numpy()
     if "split" in rows.columns:
         keep = keep & (rows["split"] != exclude_split).to_numpy()
     root = snapshot.image_root()
-    paths = [str(root / p) if keep[i] else "" for i, p in enumerate(rows.get("image", [None] * len(rows)))]
-    exists = np.array([bool(p) and os.path.isfile(p) for p in paths], bool)
-    missing = int((keep & ~exists).sum())
-    keep = keep & exists
-    if not keep.any():
+    paths: list[str | None] = [None] * len(rows)
+    refused = []
+    for i in np.flatnonzero(keep):
+        paths[i], reason = _photo_path(root, rows["image"].iat[i])
+        if reason is not None:
+            refused.append((i, reason))
+    missing = sum(reason == "photo file not found" for _, reason in refused)
+    usable = keep & np.array([p is not None for p in paths], bool)
+    if not usable.any():
         raise ValueError(f"{snapshot.root}: no row has a readable photo to train on (image column, {root})")
-    index = np.flatnonzero(keep)
-    return index, rows.iloc[index].reset_index(drop=True), [paths[i] for i in index], missing
+    index = np.flatnonzero(usable)
+    skipped = _skipped(rows, [i for i, _ in refused], [r for _, r in refused])
+    return index, rows.iloc[index].reset_index(drop=True), [paths[i] for i in index], missing, skipped
+
+
+def _skipped(rows: pd.DataFrame, positions: list[int], reasons: list[str]) -> pd.DataFrame:
+    """sku, image, reason of the rows at `positions`."""
+    picked = rows.iloc[positions]
+    return pd.DataFrame({"sku": picked["sku"].tolist(), "image": picked["image"].tolist(), "reason": reasons})
 
 
 def _fingerprint(rows: pd.DataFrame, image_size: int, parts: Sequence[str]) -> str:
@@ -106,18 +167,28 @@ def training_fingerprint(
     snapshot: Path, image_size: int, parts: Sequence[str] = PARTS, *, exclude_split: str = "holdout"
 ) -> str:
     """The fingerprint `load_training_set` would give, from the rows alone (no embedding, no photo)."""
-    _, rows, _, _ = _select(Snapshot(snapshot), exclude_split)
+    _, rows, _, _, _ = _select(Snapshot(snapshot), exclude_split)
     return _fingerprint(rows, image_size, parts)
 
 
-def _photos(snapshot: Snapshot, paths: list[str], image_size: int, fingerprint: str) -> torch.Tensor:
+def _photos(
+    snapshot: Snapshot, paths: list[str], image_size: int, fingerprint: str
+) -> tuple[torch.Tensor, list[str | None]]:
+    """Decoded photos and per photo None or why it did not decode; cached per fingerprint."""
     cache = snapshot.cache_file(f"images-{image_size}px-{fingerprint}.safetensors")
     if cache.is_file():
-        return load_file(cache)["images"]
-    images = decode_photos(paths, image_size)
+        tensors = load_file(cache)
+        failed = tensors.get("failed", torch.zeros(len(tensors["images"]), dtype=torch.bool))
+        reasons = [_DECODED_BEFORE if bad else None for bad in failed.tolist()]
+        return tensors["images"], reasons
+    images, reasons = decode_photos(paths, image_size)
+    failed = torch.tensor([r is not None for r in reasons], dtype=torch.bool)
     with atomic_path(cache) as tmp:
-        save_file({"images": images}, str(tmp))
-    return images
+        save_file({"images": images, "failed": failed}, str(tmp))
+    return images, reasons
+
+
+_DECODED_BEFORE = "photo did not decode (found when the photo cache was made)"
 
 
 def load_training_set(
@@ -132,10 +203,19 @@ def load_training_set(
     conditioning: the condition vectors to load with them; None for photos and labels alone.
     """
     snap = Snapshot(snapshot)
-    index, rows, paths, missing = _select(snap, exclude_split)
+    index, rows, paths, missing, skipped = _select(snap, exclude_split)
     parts = conditioning.parts if conditioning else PARTS
     fingerprint = _fingerprint(rows, image_size, parts)
-    images = _photos(snap, paths, image_size, fingerprint)
+    images, reasons = _photos(snap, paths, image_size, fingerprint)
+    bad = [i for i, reason in enumerate(reasons) if reason is not None]
+    if bad:  # decoded rows that failed leave the set, with their reasons
+        skipped = pd.concat([skipped, _skipped(rows, bad, [reasons[i] for i in bad])], ignore_index=True)
+        good = np.setdiff1d(np.arange(len(rows)), bad)
+        if not len(good):
+            raise ValueError(f"{snapshot}: no photo decodes; see the reasons in {snap.photo_rejects}")
+        index, rows, images = index[good], rows.iloc[good].reset_index(drop=True), images[good]
+    if len(skipped) - missing > 0:
+        snap.write_photo_rejects(skipped)
 
     categories = sorted({c for c in rows["category"] if c})
     colors = sorted({c for c in rows["color"] if c})
@@ -165,4 +245,5 @@ def load_training_set(
         vocabulary=vocabulary,
         fingerprint=fingerprint,
         missing_images=missing,
+        skipped=skipped,
     )

@@ -7,6 +7,7 @@
     SNAPSHOT/embeddings.parquet   per valid row, same order: sku, content_hash, embedding,     encode
                                   color_embedding, category_embedding (float32, width D)
     SNAPSHOT/encode.json          EncodeSummary: the text model and its width D                encode
+    SNAPSHOT/photo-rejects.csv    photos left out of training: sku, image, reason               dataset
     SNAPSHOT/.cache/              decoded photos and judges, named by what they were made of    dataset, judge
 
 `Snapshot` knows these paths and reads the small files; the modules named on the right write
@@ -24,12 +25,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from productgen.atomic import write_text_atomic
+from productgen.atomic import atomic_path, write_text_atomic
 
-__all__ = ["Encoding", "Snapshot", "to_matrix"]
+__all__ = ["Encoding", "Snapshot", "escape_formula", "to_matrix"]
 
 _VALID, _REJECTS_PARQUET, _REJECTS_CSV = "valid.parquet", "rejects.parquet", "rejects.csv"
 _SUMMARY, _EMBEDDINGS, _ENCODE, _CACHE = "summary.json", "embeddings.parquet", "encode.json", ".cache"
+_PHOTO_REJECTS = "photo-rejects.csv"
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,10 @@ class Snapshot:
     @property
     def encode_path(self) -> Path:
         return self.root / _ENCODE
+
+    @property
+    def photo_rejects(self) -> Path:
+        return self.root / _PHOTO_REJECTS
 
     def cache_file(self, name: str) -> Path:
         """SNAPSHOT/.cache/<name>: derived files that can always be made again."""
@@ -166,6 +173,22 @@ class Snapshot:
 
     def write_encoding(self, content: dict[str, object]) -> None:
         write_text_atomic(self.encode_path, json.dumps(content, indent=2) + "\n")
+
+    def write_photo_rejects(self, skipped: pd.DataFrame) -> None:
+        """Add photos a load left out (sku, image, reason) to photo-rejects.csv; newest reason wins."""
+        frame = skipped[["sku", "image", "reason"]]
+        if self.photo_rejects.is_file():
+            before = pd.read_csv(self.photo_rejects, dtype=str, keep_default_na=False)
+            frame = pd.concat([before, frame], ignore_index=True).drop_duplicates("sku", keep="last")
+        with atomic_path(self.photo_rejects) as tmp:
+            frame.map(escape_formula).to_csv(tmp, index=False, lineterminator="\n")
+
+
+def escape_formula(value: object) -> object:
+    """A spreadsheet runs a cell that starts with = + - @ as a formula: prefix a quote (OWASP)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> bool:

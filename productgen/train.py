@@ -138,6 +138,7 @@ class TrainResult:
     images_per_s: float
     metrics: dict[str, float]
     sample_sheet: Path
+    skipped_photos: int = 0  # photos left out (reasons in the snapshot's photo rejects)
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -338,7 +339,8 @@ def train(
         "conditioning": list(config.conditioning), "text_model": snap.encoding().model,
         "embedding_dim": conditioning.text_dim, "image_size": config.image_size,
         "data_fingerprint": data.fingerprint, "snapshot": str(snapshot), "train_rows": len(data),
-        "missing_images": data.missing_images,
+        "missing_images": data.missing_images, "skipped_photos": len(data.skipped),
+        "skipped_photo_examples": data.skipped.head(20).to_dict("records"),
         "vocabulary": {"categories": data.vocabulary.categories, "colors": data.vocabulary.colors},
     }  # fmt: skip
     started = time.perf_counter()
@@ -406,4 +408,4 @@ def train(
     rate = (step - first_step) * config.batch_size / max(seconds, 1e-9)
     sample()
     write_checkpoint()
-    return TrainResult(run_dir, step, seconds, rate, metrics, run.latest_sample)
+    return TrainResult(run_dir, step, seconds, rate, metrics, run.latest_sample, len(data.skipped))

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 import productgen.dataset as dataset
+from productgen.catalog import build_demo_catalog
 from productgen.catalog.ingest import ingest
 from productgen.conditioning import ConditionConfig
 from productgen.snapshot import Snapshot
+from productgen.text import EncodeConfig, encode_snapshot
+from tests.conftest import train_tiny
 
 
 @pytest.fixture
@@ -79,3 +87,54 @@ def test_changed_rows_change_the_fingerprint_and_missing_photos_are_counted(
     photos = dataset.load_training_set(tmp_path / "b", 32, None)
     holdout_missing = frame.loc[1, "split"] == "holdout"
     assert photos.missing_images == (0 if holdout_missing else 1)
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares width x height (what a decompression bomb looks like)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)  # IHDR width, height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # the chunk's CRC
+    return bytes(data)
+
+
+def test_bad_photos_are_skipped_with_reasons_and_training_goes_on(
+    fashion_mnist, text_encoder, tmp_path: Path
+) -> None:
+    """Truncated, not an image, a link out of the folder, a linked folder, a bomb: skipped, named."""
+    demo = build_demo_catalog(fashion_mnist, tmp_path / "demo", limit=60, seed=0)
+    frame = pd.read_parquet(demo.catalog_parquet)
+    train_rows = frame.index[frame["split"] == "train"][:5]
+    images = demo.directory
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(images / frame.loc[train_rows[3], "image"], outside / "x.png")
+    first = images / frame.loc[train_rows[0], "image"]
+    first.write_bytes(first.read_bytes()[: first.stat().st_size // 2])  # truncated
+    (images / frame.loc[train_rows[1], "image"]).write_text("not an image\n")
+    target = images / frame.loc[train_rows[2], "image"]
+    target.unlink()
+    target.symlink_to("/etc/passwd")
+    (images / "images" / "linked").symlink_to(outside, target_is_directory=True)
+    frame.loc[train_rows[3], "image"] = "images/linked/x.png"
+    (images / frame.loc[train_rows[4], "image"]).write_bytes(_png_declaring(9_000, 9_000))
+    frame.to_parquet(demo.catalog_parquet)
+    ingest(demo.catalog_parquet, tmp_path / "snap")
+    encode_snapshot(tmp_path / "snap", tmp_path / "cache", EncodeConfig(), encoder=text_encoder)
+
+    data = dataset.load_training_set(tmp_path / "snap", 32, None)
+    skipped = data.skipped.set_index("sku")["reason"]
+    skus = frame.loc[train_rows, "sku"].tolist()
+    assert sorted(skipped.index) == sorted(skus)
+    assert "does not decode" in skipped[skus[0]] and "does not decode" in skipped[skus[1]]
+    assert "symbolic link" in skipped[skus[2]] and "symbolic link" in skipped[skus[3]]
+    assert "declares 9000x9000 pixels" in skipped[skus[4]]
+    assert len(data) == (frame["split"] == "train").sum() - 5
+    written = pd.read_csv(Snapshot(tmp_path / "snap").photo_rejects)
+    assert sorted(written["sku"]) == sorted(skus)
+    again = dataset.load_training_set(tmp_path / "snap", 32, None)  # from the photo cache
+    assert len(again) == len(data) and sorted(again.skipped["sku"]) == sorted(skus)
+
+    run = train_tiny(tmp_path / "snap", tmp_path / "run", steps=2)
+    assert json.loads((run / "run.json").read_text())["skipped_photos"] == 5

@@ -36,7 +36,7 @@ from productgen.catalog.schema import (
     REQUIRED_COLUMNS,
     content_hash,
 )
-from productgen.snapshot import Snapshot
+from productgen.snapshot import Snapshot, escape_formula
 
 if TYPE_CHECKING:
     from productgen.storage import S3Settings
@@ -59,7 +59,6 @@ _CONTROL = r"[\x{0000}-\x{0008}\x{000E}-\x{001F}\x{007F}-\x{0084}\x{0086}-\x{009
 _SPACE = (
     r"[\t\n\x{000B}\f\r \x{0085}\x{00A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]+"
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _REJECT_COLUMNS = ("source_row", "sku", "field", "reason", "record")
 
 
@@ -126,20 +125,13 @@ class _Rejects:
             pa.table(dict(zip(_REJECT_COLUMNS, columns, strict=True)), schema=self._SCHEMA)
         )
         for row in rows:
-            self._csv.writerow([_escape_formula(v) for v in row])
+            self._csv.writerow([escape_formula(v) for v in row])
             self.reasons[row[2]] += 1
         self.count += len(rows)
 
     def close(self) -> None:
         self._parquet.close()
         self._csv_file.close()
-
-
-def _escape_formula(value: object) -> object:
-    # A spreadsheet runs a cell that starts with = + - @ as a formula: prefix a quote (OWASP).
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
 
 
 def _raw_record(batch: RawBatch, i: int) -> str:
