@@ -43,8 +43,13 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, object]) -> None:
     """Write tensors and JSON metadata to `path` atomically."""
     contiguous = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    with atomic_path(path) as tmp:
-        save_file(contiguous, str(tmp), metadata={_META_KEY: json.dumps(metadata)})
+    try:
+        with atomic_path(path) as tmp:
+            save_file(contiguous, str(tmp), metadata={_META_KEY: json.dumps(metadata)})
+    except (SafetensorError, OSError) as e:  # the temporary file is gone; the old one is intact
+        raise CheckpointError(
+            f"{path}: could not be written ({' '.join(str(e).split())}); is the disk full?"
+        ) from None
 
 
 def read_header(path: Path) -> tuple[dict[str, object], dict[str, tuple[int, ...]]]:

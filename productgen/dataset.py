@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from productgen.atomic import atomic_path
+from productgen.checkpoint import save_checkpoint
 from productgen.conditioning import PARTS, ConditionConfig, Vocabulary, snapshot_conditions
 from productgen.snapshot import Snapshot
 
@@ -183,8 +183,7 @@ def _photos(
         return tensors["images"], reasons
     images, reasons = decode_photos(paths, image_size)
     failed = torch.tensor([r is not None for r in reasons], dtype=torch.bool)
-    with atomic_path(cache) as tmp:
-        save_file({"images": images, "failed": failed}, str(tmp))
+    save_checkpoint(cache, {"images": images, "failed": failed}, {"rows": len(paths)})
     return images, reasons
 
 

@@ -108,6 +108,14 @@ class RunFolder:
     def has_checkpoints(self) -> bool:
         return bool(self.checkpoints())
 
+    def remove_partial_writes(self) -> int:
+        """Delete temporary files a killed write left (atomic_path's `.NAME.*.tmp`); how many."""
+        partial = [p for folder in (self.root, self.root / "checkpoints", self.root / "samples")
+                   for p in folder.glob(".*.tmp")]  # fmt: skip
+        for path in partial:
+            path.unlink(missing_ok=True)
+        return len(partial)
+
     def read_latest_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, object], Path]:
         """(tensors, metadata, path) of the newest checkpoint; the error names an intact older one."""
         checkpoints = self.checkpoints()

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ __all__ = [
     "download_uri",
     "open_store",
     "parse_s3_uri",
+    "redact",
     "s3_client",
 ]
 
@@ -67,6 +69,15 @@ class S3Settings:
     region: str = "us-east-1"
     max_pool_connections: int = 32  # at least the upload concurrency
     max_attempts: int = 5
+    # An endpoint that accepts connections and never answers fails after at most
+    # max_attempts * (connect_timeout + read_timeout) seconds, not minutes per call.
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+
+    @property
+    def shown_endpoint(self) -> str:
+        """The endpoint for messages: credentials in its URL are never printed."""
+        return redact(self.endpoint_url) if self.endpoint_url else "AWS S3"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> S3Settings:
@@ -123,12 +134,22 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
+_USERINFO = re.compile(r"(?<=://)[^/@\s\"']+@")
+
+
+def redact(text: str) -> str:
+    """`scheme://user:secret@host` -> `scheme://***@host` wherever a URL appears in `text`."""
+    return _USERINFO.sub("***@", text)
+
+
 def s3_client(settings: S3Settings):  # -> botocore S3 client (untyped)
     """A boto3 S3 client with path-style addressing and MinIO-compatible checksum behaviour."""
     config = Config(
         s3={"addressing_style": "path"},
         retries={"mode": "standard", "max_attempts": settings.max_attempts},
         max_pool_connections=settings.max_pool_connections,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
@@ -138,8 +159,14 @@ def s3_client(settings: S3Settings):  # -> botocore S3 client (untyped)
 
 
 def describe_error(error: Exception, what: str, settings: S3Settings) -> StorageError:
-    """Turn a boto3/botocore exception into one line a user can act on."""
-    endpoint = settings.endpoint_url or "AWS S3"
+    """Turn a boto3/botocore exception into one line a user can act on (credentials redacted)."""
+    endpoint = settings.shown_endpoint
+    if isinstance(error, botocore.exceptions.ReadTimeoutError | botocore.exceptions.ConnectTimeoutError):
+        return StorageError(
+            f"{what}: the S3 endpoint {endpoint} did not answer within {settings.read_timeout:g} s "
+            f"({settings.max_attempts} attempts); is it overloaded or the wrong address?",
+            transient=True,
+        )
     if isinstance(error, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectionError):
         return StorageError(
             f"cannot reach the S3 endpoint {endpoint}; is the server running?", transient=True
@@ -162,8 +189,12 @@ def describe_error(error: Exception, what: str, settings: S3Settings) -> Storage
             )
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         transient = status >= 500 or code in {"SlowDown", "RequestTimeout", "Throttling"}
-        return StorageError(f"{what}: S3 error {code or error} at {endpoint}", transient=transient)
-    return StorageError(f"{what}: {error}", transient=isinstance(error, botocore.exceptions.BotoCoreError))
+        return StorageError(
+            f"{what}: S3 error {redact(code or str(error))} at {endpoint}", transient=transient
+        )
+    return StorageError(
+        f"{what}: {redact(str(error))}", transient=isinstance(error, botocore.exceptions.BotoCoreError)
+    )
 
 
 _S3_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
@@ -183,7 +214,7 @@ class S3Store:
                 raise describe_error(e, f"s3://{bucket}", settings) from None
             if not create_bucket:
                 raise StorageError(
-                    f"s3://{bucket}: the bucket does not exist at {settings.endpoint_url or 'AWS S3'};"
+                    f"s3://{bucket}: the bucket does not exist at {settings.shown_endpoint};"
                     " create it or pass --create-bucket"
                 ) from None
             self._call(f"s3://{bucket}", self.client.create_bucket, Bucket=bucket)

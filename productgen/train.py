@@ -322,6 +322,7 @@ def train(
     data = load_training_set(snapshot, config.image_size, conditioning)
     model_config, G, ema, loss = _build(config, data, device)
     run_dir.mkdir(parents=True, exist_ok=True)
+    run.remove_partial_writes()  # a run killed mid-write leaves its temporary file behind
     step, metrics = 0, {}
     if resume:
         step, metrics = _restore(run, loss, ema, model_config, data.fingerprint)

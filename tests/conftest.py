@@ -86,12 +86,17 @@ def tiny_run(tiny_snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return train_tiny(tiny_snapshot, tmp_path_factory.mktemp("tiny-run") / "run", steps=20)
 
 
-def train_tiny(snapshot: Path, run: Path, *, steps: int, seed: int = 0) -> Path:
+def train_tiny(snapshot: Path, run: Path, *, steps: int, seed: int = 0, resume: bool = False) -> Path:
     """A small-width cpu-demo model trained for `steps` steps into `run`."""
     import dataclasses
 
     from productgen.train import train, train_config
 
     config = train_config("cpu-demo", batch_size=16, g_ch=8, d_ch=8, sample_every=1000, checkpoint_every=1000)
-    train(snapshot, run, dataclasses.replace(config, max_steps=steps, max_minutes=None, seed=seed))
+    train(
+        snapshot,
+        run,
+        dataclasses.replace(config, max_steps=steps, max_minutes=None, seed=seed),
+        resume=resume,
+    )
     return run

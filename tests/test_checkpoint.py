@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,23 @@ def test_hostile_metadata_is_a_clear_error(tmp_path: Path) -> None:
     save_file(tensors, str(path), metadata={"productgen": "[" * 200_000 + "]" * 200_000})
     with pytest.raises(CheckpointError, match="not a JSON object"):
         read_header(path)
+
+
+def test_a_full_disk_is_one_named_error_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    """Writes past the file-size limit (as on a full disk) fail with the file named, nothing left."""
+    code = f"""
+import resource, signal, sys, torch
+from pathlib import Path
+from productgen.checkpoint import CheckpointError, save_checkpoint
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+try:
+    save_checkpoint(Path({str(tmp_path / "model.safetensors")!r}), {{"w": torch.zeros(100_000)}}, {{}})
+except CheckpointError as e:
+    print(e)
+    sys.exit(3)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stderr
+    assert "model.safetensors: could not be written" in result.stdout and "disk full" in result.stdout
+    assert list(tmp_path.iterdir()) == []

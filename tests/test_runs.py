@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 
 from productgen.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from productgen.runs import RunFolder, load_generator
+from tests.conftest import train_tiny
 
 
 def _tampered(tiny_run: Path, target: Path, change) -> Path:
@@ -82,3 +83,17 @@ def test_metadata_that_is_a_json_list_is_refused(tiny_run: Path, tmp_path: Path)
 def test_an_untouched_model_loads(tiny_run: Path) -> None:
     trained = load_generator(tiny_run)
     assert len(trained.version) == 12 and trained.conditioning.dim == trained.generator.config.cond_in
+
+
+def test_a_run_killed_while_writing_its_first_checkpoint_can_start_again(
+    tiny_snapshot: Path, tmp_path: Path
+) -> None:
+    """Only a temporary file in checkpoints/: not 'already holds a run'; the leftover is removed."""
+    run = RunFolder(tmp_path / "run")
+    partial = run.root / "checkpoints" / ".step-0000020.safetensors.k1ll3d.tmp"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"\0" * 1000)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train_tiny(tiny_snapshot, run.root, steps=2, resume=True)
+    train_tiny(tiny_snapshot, run.root, steps=2)
+    assert not partial.exists() and [p.name for p in run.checkpoints()] == ["step-0000002.safetensors"]

@@ -84,6 +84,32 @@ def test_unreachable_endpoint_names_it(s3_env: S3Settings) -> None:
         open_store("s3://bucket/x", S3Settings(endpoint_url=url, max_attempts=1))
 
 
+def test_an_endpoint_that_never_answers_fails_in_bounded_time(s3_env: S3Settings) -> None:
+    """A server that accepts connections and says nothing: a named error within the timeouts."""
+    import socket
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel accepts; nobody ever reads or answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        settings = S3Settings(endpoint_url=url, max_attempts=2, connect_timeout=1, read_timeout=1)
+        started = time.monotonic()
+        with pytest.raises(StorageError, match=f"{url} did not answer within 1 s") as error:
+            open_store("s3://bucket/x", settings)
+        assert error.value.transient and time.monotonic() - started < 15
+
+
+def test_credentials_in_the_endpoint_url_are_never_printed(s3_env: S3Settings) -> None:
+    from productgen.devs3 import free_port
+
+    url = f"http://KEYID:very-secret-value@127.0.0.1:{free_port()}"
+    with pytest.raises(StorageError) as error:
+        open_store("s3://bucket/x", S3Settings(endpoint_url=url, max_attempts=1))
+    assert "very-secret-value" not in str(error.value) and "KEYID" not in str(error.value)
+    assert "http://***@127.0.0.1" in str(error.value)
+
+
 def test_wrong_credentials_are_named_without_printing_the_secret(
     s3_env: S3Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
