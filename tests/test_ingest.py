@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from productgen.catalog.ingest import IngestSummary, ingest, ingest_source
-from productgen.catalog.readers import CatalogFileError
+from productgen.catalog.readers import MAX_LINE, CatalogFileError
 from productgen.storage import S3Settings, s3_client
 
 HEADER = "sku,title,brand,color,size,category,updated_at\n"
@@ -268,6 +268,36 @@ def test_jsonl_with_a_broken_line(tmp_path: Path) -> None:
     assert _reason(rejects, 2)[1].startswith("cannot parse the record: broken JSON")
     assert _reason(rejects, 5)[1] == "cannot parse the record: a JSON line must be an object"
     assert summary.rows == 4
+
+
+def test_a_line_longer_than_the_limit_rejects_its_record_not_the_file(tmp_path: Path) -> None:
+    """A gzip that expands into one endless line (a catalog bomb) costs one reject, bounded memory."""
+    huge = "B-1," + "x" * (3 * MAX_LINE) + ",Acme,red,M,coat,\n"
+    content = HEADER + "A-1,Red coat,Acme,red,M,coat,\n" + huge + "C-1,Blue tee,Acme,blue,M,t-shirt,\n"
+    _, valid, rejects = _ingest(tmp_path, "bomb.csv.gz", gzip.compress(content.encode()))
+    assert list(valid["sku"]) == ["A-1", "C-1"]
+    assert _reason(rejects, 3) == (
+        "parse",
+        f"cannot parse the record: line 3 is longer than {MAX_LINE:,} characters",
+    )
+    assert len(rejects["record"][0]) <= 2_000 and not list((tmp_path / "snap").glob(".ingest-*"))
+
+
+def test_an_over_long_header_is_one_named_error(tmp_path: Path) -> None:
+    path = _write(tmp_path, "wide.csv", "sku,title," + "c" * (2 * MAX_LINE) + "\nA-1,Coat,x\n")
+    with pytest.raises(CatalogFileError, match="the header line is longer than"):
+        ingest(path, tmp_path / "snap")
+
+
+def test_jsonl_nested_deeper_than_the_parser_rejects_that_row(tmp_path: Path) -> None:
+    deep = '{"sku": "B-1", "title": ' + "[" * 200_000 + "]" * 200_000 + "}\n"
+    content = '{"sku": "A-1", "title": "Red coat"}\n' + deep + '{"sku": "C-1", "title": "Blue tee"}\n'
+    _, valid, rejects = _ingest(tmp_path, "deep.jsonl", content)
+    assert list(valid["sku"]) == ["A-1", "C-1"]
+    assert _reason(rejects, 2) == (
+        "parse",
+        "cannot parse the record: JSON nested deeper than the parser goes",
+    )
 
 
 def test_parquet_with_integer_skus_and_typed_timestamps(tmp_path: Path) -> None:

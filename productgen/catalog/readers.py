@@ -19,9 +19,18 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["BATCH_ROWS", "BrokenRecord", "CatalogFileError", "RawBatch", "detect_format", "read_batches"]
+__all__ = [
+    "BATCH_ROWS",
+    "MAX_LINE",
+    "BrokenRecord",
+    "CatalogFileError",
+    "RawBatch",
+    "detect_format",
+    "read_batches",
+]
 
 BATCH_ROWS = 65_536
+MAX_LINE = 1 << 20  # characters; a catalog line is a few hundred (titles are at most 1,000)
 _MAX_RECORD_LINES = 200  # a quoted field spanning more lines than this is an unterminated quote
 _MAX_BROKEN_TEXT = 2_000
 _FORMATS = {
@@ -36,6 +45,24 @@ _FORMATS = {
 
 class CatalogFileError(ValueError):
     """The whole file cannot be used (unreadable, empty, wrong format, missing column, ...)."""
+
+
+class _LineTooLong(csv.Error):
+    """A physical line over MAX_LINE characters: its record is broken, memory stays bounded."""
+
+
+def _read_line(stream: io.TextIOBase) -> tuple[str, bool]:
+    """The next line, at most MAX_LINE characters kept; (text, too long). The rest is skipped."""
+    text = stream.readline(MAX_LINE + 1)
+    if len(text) <= MAX_LINE or text.endswith("\n"):
+        return text, False
+    while (rest := stream.readline(MAX_LINE)) and not rest.endswith("\n"):
+        pass  # read past the rest of the line in bounded pieces
+    return text[:_MAX_BROKEN_TEXT], True
+
+
+def _too_long(line: int) -> str:
+    return f"cannot parse the record: line {line} is longer than {MAX_LINE:,} characters"
 
 
 @dataclass(frozen=True)
@@ -114,13 +141,16 @@ class _Lines:
         return self
 
     def __next__(self) -> str:
-        text = self._pending.pop() if self._pending else self._stream.readline()
+        text, too_long = self._pending.pop() if self._pending else _read_line(self._stream)
         if not text:
             raise StopIteration
         if len(self.taken) >= _MAX_RECORD_LINES:
+            self._pending.append((text, too_long))
             raise csv.Error(f"a quoted field runs over {_MAX_RECORD_LINES} lines")
         self.line += 1
         self.taken.append(text)
+        if too_long:
+            raise _LineTooLong(_too_long(self.line))
         return text
 
     def start_record(self) -> int:
@@ -130,7 +160,7 @@ class _Lines:
     def give_back_all_but_first(self) -> None:
         """Rewind to just after the first line of the current record."""
         rest = self.taken[1:]
-        self._pending.extend(reversed(rest))
+        self._pending.extend((text, False) for text in reversed(rest))
         self.line -= len(rest)
         self.taken = self.taken[:1]
 
@@ -147,6 +177,8 @@ def _csv_batches(path: Path, gzipped: bool) -> Iterator[RawBatch]:
         header_line = next(lines, "")
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise CatalogFileError(f"{path}: cannot be read ({e})") from None
+    except _LineTooLong:
+        raise CatalogFileError(f"{path}: the header line is longer than {MAX_LINE:,} characters") from None
     if not header_line.strip():
         raise CatalogFileError(f"{path}: no header line; the first line must name the columns")
     if _has_bad_bytes(header_line):
@@ -170,6 +202,10 @@ def _csv_batches(path: Path, gzipped: bool) -> Iterator[RawBatch]:
         except (csv.Error, EOFError, gzip.BadGzipFile) as e:
             if isinstance(e, EOFError | gzip.BadGzipFile):
                 raise CatalogFileError(f"{path}: the gzip stream is damaged at line {start} ({e})") from None
+            if isinstance(e, _LineTooLong):  # the record and its over-long line are dropped whole
+                batch.broken.append(_broken(start, str(e), lines.taken[0]))
+                records = reader()
+                continue
             spans_lines = len(lines.taken) > 1 or "end of data" in str(e)
             reason = (
                 "unterminated quote (the quote opened on this line never closes)" if spans_lines else str(e)
@@ -213,7 +249,14 @@ def _jsonl_batches(path: Path, gzipped: bool) -> Iterator[RawBatch]:
     batch = RawBatch([], {})
     line_no = 0
     try:
-        for line_no, text in enumerate(stream, start=1):
+        while True:
+            text, too_long = _read_line(stream)
+            if not text:
+                break
+            line_no += 1
+            if too_long:
+                batch.broken.append(_broken(line_no, _too_long(line_no), text))
+                continue
             if not text.strip():
                 continue
             if _has_bad_bytes(text):
@@ -224,6 +267,10 @@ def _jsonl_batches(path: Path, gzipped: bool) -> Iterator[RawBatch]:
                 record = json.loads(text)
             except json.JSONDecodeError as e:
                 reason = f"cannot parse the record: broken JSON ({e.msg} at column {e.colno})"
+                batch.broken.append(_broken(line_no, reason, text))
+                continue
+            except RecursionError:
+                reason = "cannot parse the record: JSON nested deeper than the parser goes"
                 batch.broken.append(_broken(line_no, reason, text))
                 continue
             if not isinstance(record, dict):
