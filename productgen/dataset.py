@@ -28,9 +28,8 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
-from productgen.checkpoint import save_checkpoint
+from productgen.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from productgen.conditioning import PARTS, ConditionConfig, Vocabulary, snapshot_conditions
 from productgen.snapshot import Snapshot
 
@@ -171,23 +170,41 @@ def training_fingerprint(
     return _fingerprint(rows, image_size, parts)
 
 
+_KEPT_REASONS = 1000  # decode failures whose reason the photo cache keeps word for word
+
+
+def _read_photo_cache(cache: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """The cache's tensors and metadata; None when absent, damaged or from an older layout."""
+    if not cache.is_file():
+        return None
+    try:
+        tensors, meta = load_checkpoint(cache)
+    except CheckpointError:
+        return None  # derived data: decode again and write it anew
+    return (tensors, meta) if "images" in tensors else None
+
+
 def _photos(
     snapshot: Snapshot, paths: list[str], image_size: int, fingerprint: str
 ) -> tuple[torch.Tensor, list[str | None]]:
     """Decoded photos and per photo None or why it did not decode; cached per fingerprint."""
     cache = snapshot.cache_file(f"images-{image_size}px-{fingerprint}.safetensors")
-    if cache.is_file():
-        tensors = load_file(cache)
+    cached = _read_photo_cache(cache)
+    if cached is not None:
+        tensors, meta = cached
         failed = tensors.get("failed", torch.zeros(len(tensors["images"]), dtype=torch.bool))
-        reasons = [_DECODED_BEFORE if bad else None for bad in failed.tolist()]
+        kept = meta.get("reasons", {})
+        kept = kept if isinstance(kept, dict) else {}
+        reasons = [
+            str(kept.get(str(i), "photo did not decode (when the photo cache was made)")) if bad else None
+            for i, bad in enumerate(failed.tolist())
+        ]
         return tensors["images"], reasons
     images, reasons = decode_photos(paths, image_size)
     failed = torch.tensor([r is not None for r in reasons], dtype=torch.bool)
-    save_checkpoint(cache, {"images": images, "failed": failed}, {"rows": len(paths)})
+    kept = dict(list({str(i): r for i, r in enumerate(reasons) if r is not None}.items())[:_KEPT_REASONS])
+    save_checkpoint(cache, {"images": images, "failed": failed}, {"rows": len(paths), "reasons": kept})
     return images, reasons
-
-
-_DECODED_BEFORE = "photo did not decode (found when the photo cache was made)"
 
 
 def load_training_set(

@@ -106,9 +106,16 @@ class RenderPipeline:
         self._encoder = encoder
 
     @classmethod
-    def from_run(cls, run_dir: Path, device: str | torch.device = "cpu", **parts: object) -> RenderPipeline:
+    def from_run(
+        cls,
+        run_dir: Path,
+        device: str | torch.device = "cpu",
+        *,
+        encoder: TextEncoder | None = None,
+        batch_size: int = 256,
+    ) -> RenderPipeline:
         """The pipeline of a run folder's model."""
-        return cls(load_generator(run_dir, device), **parts)  # type: ignore[arg-type]
+        return cls(load_generator(run_dir, device), encoder=encoder, batch_size=batch_size)
 
     @property
     def encoder(self) -> TextEncoder:
