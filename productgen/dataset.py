@@ -101,13 +101,20 @@ def decode_photos(
     return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous(), reasons
 
 
-def _photo_path(root: Path, relative: str) -> tuple[str | None, str | None]:
-    """(path, None) for a usable photo file, else (None, why not). No link is followed."""
+def _photo_path(root: Path, relative: str, plain_dirs: set[Path]) -> tuple[str | None, str | None]:
+    """(path, None) for a usable photo file, else (None, why not). No link is followed.
+
+    plain_dirs: folders already found not to be links (most photos share one folder).
+    """
     current = root
     for part in Path(relative).parts:
         current = current / part
+        if current in plain_dirs:
+            continue
         if current.is_symlink():
             return None, f"{relative!r} passes through a symbolic link; photos must be files in the folder"
+        if current.is_dir():
+            plain_dirs.add(current)
     try:
         status = current.lstat()
     except OSError:
@@ -135,9 +142,9 @@ def _select(
         keep = keep & (rows["split"] != exclude_split).to_numpy()
     root = snapshot.image_root()
     paths: list[str | None] = [None] * len(rows)
-    refused = []
+    refused, plain_dirs, images = [], set(), rows["image"].tolist()
     for i in np.flatnonzero(keep):
-        paths[i], reason = _photo_path(root, rows["image"].iat[i])
+        paths[i], reason = _photo_path(root, images[i], plain_dirs)
         if reason is not None:
             refused.append((i, reason))
     missing = sum(reason == "photo file not found" for _, reason in refused)

@@ -31,16 +31,14 @@ from productgen.text import TextEncoder
 __all__ = ["EvalConfig", "Evaluation", "evaluate_run", "render_rows", "score_renders"]
 
 
-def render_rows(pipeline: RenderPipeline, conditions: np.ndarray, skus: list[str]) -> torch.Tensor:
-    """The images `productgen render` publishes for these rows (variant 0): uint8 (N, 3, S, S)."""
-    images = pipeline(conditions=conditions, seeds=pipeline.seeds(skus)).images
+def _channels_first(images: np.ndarray) -> torch.Tensor:
+    """(N, S, S, 3) uint8 renders -> (N, 3, S, S), the judge's layout."""
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
 
-def _render_prompts(pipeline: RenderPipeline, texts: list[str], names: list[str]):
-    """Renders of free-text prompts as uint8 (N, 3, S, S), and what was read from each."""
-    output = pipeline(prompts=texts, seeds=pipeline.seeds(names))
-    return torch.from_numpy(output.images).permute(0, 3, 1, 2).contiguous(), output.read
+def render_rows(pipeline: RenderPipeline, conditions: np.ndarray, skus: list[str]) -> torch.Tensor:
+    """The images `productgen render` publishes for these rows (variant 0): uint8 (N, 3, S, S)."""
+    return _channels_first(pipeline(conditions=conditions, seeds=pipeline.seeds(skus)).images)
 
 
 def score_renders(
@@ -92,7 +90,8 @@ def paraphrase_control(judge: Judge, pipeline: RenderPipeline, per_pair: int = 2
     """Render prompts in words the catalog never used and judge them against their known attributes."""
     prompts = paraphrase_set(per_pair)
     texts = [p.text for p in prompts]
-    renders, read = _render_prompts(pipeline, texts, [f"paraphrase-{i}" for i in range(len(prompts))])
+    output = pipeline(prompts=texts, seeds=pipeline.seeds([f"paraphrase-{i}" for i in range(len(prompts))]))
+    renders, read = _channels_first(output.images), output.read
     index = {name: {v: i for i, v in enumerate(values)} for name, values in judge.classes.items()}
     labels = {
         name: torch.tensor([index[name].get(getattr(p, name), -1) for p in prompts]) for name in judge.classes

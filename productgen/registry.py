@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 CURRENT, HISTORY = "models/current", "models/history.jsonl"
-_MODEL_FILES = PUBLISHED_FILES[:2]  # what rendering needs: weights and run.json
+_MODEL_FILES = (RunFolder.MODEL, RunFolder.RUN_JSON)  # what rendering needs
 
 
 _VERSION = re.compile(r"[0-9a-f]{12}")  # runs.load_generator's version: 12 hex digits of a SHA-256
@@ -221,9 +221,8 @@ def promoted_report(store: ObjectStore) -> PromotedReport:
     if current is None:
         raise StorageError(f"{store.uri}: no promoted model (models/current)")
     version = current["version"]
-    folder = RunFolder(Path(version))  # names only: the files live in the store
-    metrics = _read_json(store, _model_key(version, folder.eval_json.name))
+    metrics = _read_json(store, _model_key(version, RunFolder.EVAL_JSON))
     if not isinstance(metrics, dict):
         raise StorageError(f"{store.uri}: model {version} has no readable evaluation")
-    sheet = store.url(_model_key(version, folder.contact_sheet.name))
+    sheet = store.url(_model_key(version, RunFolder.CONTACT_SHEET))
     return PromotedReport(current, metrics, sheet)

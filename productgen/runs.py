@@ -17,6 +17,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -28,11 +29,6 @@ from productgen.models.networks import Generator, ModelConfig
 
 __all__ = ["PUBLISHED_FILES", "RunFolder", "TrainedGenerator", "load_generator", "read_run"]
 
-_RUN_JSON, _MODEL = "run.json", "model.safetensors"
-_EVAL_JSON, _EVAL_MD, _CONTACT_SHEET = "eval.json", "eval.md", "contact-sheet.png"
-# what the registry copies into the store for a promoted model: the model, then its report
-PUBLISHED_FILES = (_MODEL, _RUN_JSON, _EVAL_JSON, _EVAL_MD, _CONTACT_SHEET)
-
 
 @dataclass(frozen=True)
 class RunFolder:
@@ -40,25 +36,32 @@ class RunFolder:
 
     root: Path
 
+    # file names, for stores that keep a run's files under other roots (the registry)
+    RUN_JSON: ClassVar[str] = "run.json"
+    MODEL: ClassVar[str] = "model.safetensors"
+    EVAL_JSON: ClassVar[str] = "eval.json"
+    EVAL_MD: ClassVar[str] = "eval.md"
+    CONTACT_SHEET: ClassVar[str] = "contact-sheet.png"
+
     @property
     def run_json(self) -> Path:
-        return self.root / _RUN_JSON
+        return self.root / self.RUN_JSON
 
     @property
     def model(self) -> Path:
-        return self.root / _MODEL
+        return self.root / self.MODEL
 
     @property
     def eval_json(self) -> Path:
-        return self.root / _EVAL_JSON
+        return self.root / self.EVAL_JSON
 
     @property
     def eval_md(self) -> Path:
-        return self.root / _EVAL_MD
+        return self.root / self.EVAL_MD
 
     @property
     def contact_sheet(self) -> Path:
-        return self.root / _CONTACT_SHEET
+        return self.root / self.CONTACT_SHEET
 
     @property
     def latest_sample(self) -> Path:
@@ -85,7 +88,7 @@ class RunFolder:
         """run.json; a clear error when the folder is not a training run."""
         if not self.run_json.is_file():
             raise CheckpointError(
-                f"{self.root}: not a training run (no {_RUN_JSON}); train one with `productgen train`"
+                f"{self.root}: not a training run (no {self.RUN_JSON}); train one with `productgen train`"
             )
         return json.loads(self.run_json.read_text())
 
@@ -144,9 +147,15 @@ class RunFolder:
         """eval.json; a clear error when the run was never evaluated."""
         if not self.eval_json.is_file():
             raise ValueError(
-                f"{self.root}: no {_EVAL_JSON}; run `productgen evaluate {self.root} SNAPSHOT` first"
+                f"{self.root}: no {self.EVAL_JSON}; run `productgen evaluate {self.root} SNAPSHOT` first"
             )
         return json.loads(self.eval_json.read_text())
+
+
+# what the registry copies into the store for a promoted model: the model, then its report
+PUBLISHED_FILES = (
+    RunFolder.MODEL, RunFolder.RUN_JSON, RunFolder.EVAL_JSON, RunFolder.EVAL_MD, RunFolder.CONTACT_SHEET,
+)  # fmt: skip
 
 
 @dataclass
