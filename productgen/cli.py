@@ -161,13 +161,20 @@ def ingest_cmd(
         str, typer.Argument(help="Catalog file (.csv, .csv.gz, .jsonl, .parquet) or s3://bucket/key.")
     ],
     out: Annotated[Path, typer.Option(help="Snapshot folder: valid rows, rejects with reasons, summary.")],
+    attribute_map: Annotated[
+        Path | None,
+        typer.Option(
+            "--map",
+            help="Pinned colour/category mappings, YAML or CSV (default: attribute-map.yaml by the catalog).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
 ) -> None:
     """Validate a catalog into a snapshot; bad rows go to rejects with reasons."""
     from productgen.catalog.ingest import ingest_source
     from productgen.snapshot import Snapshot
 
-    summary = ingest_source(source, out, s3=s3_settings())
+    summary = ingest_source(source, out, s3=s3_settings(), attribute_map=attribute_map)
     _report(summary.to_json(), as_json, f"ingested {source}")
     if not as_json and summary.rejected:
         typer.echo(f"  rejects: {Snapshot(out).rejects_csv}")
@@ -183,12 +190,20 @@ def encode_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
 ) -> None:
     """Encode every description of a snapshot; only new or changed ones reach the model."""
+    from productgen.attributes import tally_lines
     from productgen.text import DEFAULT_MODEL, EncodeConfig, encode_snapshot
 
     cache_dir = cache or Path.home() / ".cache" / "productgen" / "embeddings"
     config = EncodeConfig(model=model or DEFAULT_MODEL, batch_size=batch_size)
     summary = encode_snapshot(snapshot, cache_dir, config)
-    _report(summary.to_json(), as_json, f"encoded {snapshot}")
+    content = summary.to_json()
+    if as_json:
+        _report(content, as_json, "")
+        return
+    _report({k: v for k, v in content.items() if k != "reads"}, as_json, f"encoded {snapshot}")
+    typer.echo("read from the rows (source: map, field, title, nearest, none)")
+    for line in tally_lines(summary.reads):
+        typer.echo(f"  {line}")
 
 
 @app.command("train")
@@ -263,11 +278,12 @@ def sample_cmd(
     seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
 ) -> None:
     """Render free-text descriptions with a trained model into a labelled sheet."""
+    from productgen.attributes import describe_read
     from productgen.render import RenderPipeline, sample_sheet
 
     read = sample_sheet(RenderPipeline.from_run(run), text, n=n, out=out, seed=seed, title=run.name)
     for prompt, what in zip(text, read, strict=True):
-        typer.echo(f"{prompt!r}: colour {what['colour'] or '-'}, category {what['category'] or '-'}")
+        typer.echo(f"{prompt!r}: {describe_read(what)}")
     typer.echo(f"sheet: {out}")
 
 

@@ -3,27 +3,27 @@
 A condition vector concatenates, in a fixed order, the parts named by `ConditionConfig.parts`:
 
     description  text embedding of the whole description                (D)
-    color        text embedding of the colour field alone                (D)
-    category     text embedding of the category field alone              (D)
-    rgb          explicit colour from the colour-name table, in [-1, 1]  (3)
+    color        text embedding of the colour read                        (D)
+    category     text embedding of the category read                      (D)
+    rgb          sRGB of the colour read, in [-1, 1]                      (3)
 
 D is the text model's width (384 for all-MiniLM-L6-v2), read from the snapshot's encoding.
-A missing part is zeros. Per-field embeddings and the explicit colour exist because the title's
-embedding alone controls colour and category poorly (see README, "Text control"). For a prompt
-with no fields, the colour comes from the colour words it contains and the category from the
-nearest known category name in embedding space.
+Colour and category are what productgen.attributes read, from a row's fields or title or from a
+prompt's words alike; a value the model never saw is replaced by the nearest one it did. They
+exist beside the description because the title's embedding alone controls colour and category
+poorly (see README, "Text control").
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from productgen.colors import colour_rgb, find_colour, nearest_name, rgb_to_unit
+from productgen.attributes import AttributeReader
+from productgen.colors import rgb_to_lab, rgb_to_unit
 from productgen.snapshot import Snapshot
 from productgen.text import TextEncoder
 
@@ -32,6 +32,7 @@ __all__ = [
     "ConditionConfig",
     "Conditioner",
     "Vocabulary",
+    "conditions_from_reads",
     "prompt_conditions",
     "snapshot_conditions",
 ]
@@ -71,110 +72,156 @@ class ConditionConfig:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """The structured attribute values seen in training, with their embeddings (for prompts)."""
+    """The attribute values a model was trained on, with their embeddings and colours.
+
+    A value a model never saw speaks through the nearest one it did: a category by its text
+    embedding, a colour by how it looks (CIELAB). The explicit RGB part keeps the exact colour.
+    """
 
     categories: list[str]
     colors: list[str]
     category_embeddings: np.ndarray  # (len(categories), text_dim)
+    color_embeddings: np.ndarray | None = None  # (len(colors), text_dim); None in older models
+    color_rgb: np.ndarray | None = None  # (len(colors), 3) uint8
 
     def labels(self, values: Sequence[str | None], attribute: str) -> np.ndarray:
         """Class index per value; -1 for missing or unseen values."""
         index = {v: i for i, v in enumerate(self.categories if attribute == "category" else self.colors)}
         return np.array([index.get(v, -1) if v else -1 for v in values], np.int64)
 
+    @classmethod
+    def from_rows(
+        cls, reads: pd.DataFrame, category_vectors: np.ndarray, colour_vectors: np.ndarray
+    ) -> Vocabulary:
+        """The values `reads` hold, each with the embedding and colour of its first row."""
+        first = {
+            attribute: {v: i for i, v in reversed(list(enumerate(reads[attribute]))) if v}
+            for attribute in ("category", "color")
+        }
+        categories, colors = sorted(first["category"]), sorted(first["color"])
+        width = category_vectors.shape[1]
 
-def _rgb_of(color: str | None, title: str) -> np.ndarray:
-    rgb = colour_rgb(color) if color else None
-    if rgb is None:
-        found = find_colour(title)
-        rgb = found[1] if found else None
-    return rgb_to_unit(rgb)
+        def rows_of(vectors: np.ndarray, names: list[str], attribute: str) -> np.ndarray:
+            picked = [vectors[first[attribute][n]] for n in names]
+            return np.stack(picked).astype(np.float32) if picked else np.zeros((0, width), np.float32)
+
+        hexes = [reads["color_hex"].iloc[first["color"][n]] for n in colors]
+        return cls(
+            categories,
+            colors,
+            rows_of(category_vectors, categories, "category"),
+            rows_of(colour_vectors, colors, "color"),
+            np.array([_hex_rgb(h) for h in hexes], np.uint8).reshape(-1, 3),
+        )
 
 
-def _known_word(found: tuple[str, tuple[int, int, int]] | None, vocabulary: Vocabulary) -> str | None:
-    """The catalog colour word whose embedding stands for a colour the prompt names.
+def _hex_rgb(code: str | None) -> tuple[int, int, int] | None:
+    return None if not code else (int(code[1:3], 16), int(code[3:5], 16), int(code[5:7], 16))
 
-    A hex code has no useful text embedding, and a word the catalog never used ("scarlet") has
-    one the generator never saw: both speak through the nearest known colour (by sRGB). The
-    explicit RGB part keeps the exact colour either way.
+
+def _category_part(reads: pd.DataFrame, vectors: np.ndarray, vocabulary: Vocabulary) -> np.ndarray:
+    """Each row's category embedding: its own value's when known to the model, else the nearest known."""
+    if not vocabulary.categories:
+        return vectors
+    index = vocabulary.labels(reads["category"].tolist(), "category")
+    unseen = (index < 0) & reads["category"].notna().to_numpy()
+    if unseen.any():
+        index[unseen] = (vectors[unseen] @ vocabulary.category_embeddings.T).argmax(1)
+    out = vectors.copy()
+    out[index >= 0] = vocabulary.category_embeddings[index[index >= 0]]
+    return out
+
+
+def _colour_part(reads: pd.DataFrame, vectors: np.ndarray, vocabulary: Vocabulary) -> np.ndarray:
+    """Each row's colour embedding: its own colour's when known to the model, else the nearest-looking."""
+    if not vocabulary.colors or vocabulary.color_embeddings is None or vocabulary.color_rgb is None:
+        return vectors
+    index = vocabulary.labels(reads["color"].tolist(), "color")
+    rgb = [_hex_rgb(h) for h in reads["color_hex"]]
+    unseen = np.flatnonzero((index < 0) & np.array([c is not None for c in rgb], bool))
+    if len(unseen):
+        known = rgb_to_lab(vocabulary.color_rgb.astype(np.float64))
+        asked = rgb_to_lab(np.array([rgb[i] for i in unseen], np.float64))
+        index[unseen] = ((asked[:, None, :] - known[None]) ** 2).sum(-1).argmin(1)
+    out = vectors.copy()
+    out[index >= 0] = vocabulary.color_embeddings[index[index >= 0]]
+    return out
+
+
+def conditions_from_reads(
+    config: ConditionConfig,
+    vocabulary: Vocabulary,
+    reads: pd.DataFrame,
+    description: np.ndarray,
+    category_vectors: np.ndarray,
+    colour_vectors: np.ndarray,
+) -> np.ndarray:
+    """(N, config.dim) condition vectors: the one assembly for catalog rows and prompts alike.
+
+    reads: the attribute reader's output (READ_COLUMNS); the vectors: embeddings of the row's
+    description and of the category and colour names read (zeros where none was read).
+    A row with no colour said gets zero colour parts, which training shows the model on purpose
+    (`TrainConfig.color_dropout`): "any colour", never an input it never saw.
     """
-    if not found or found[0] in vocabulary.colors:
-        return found[0] if found else None
-    known = {name: rgb for name in vocabulary.colors if (rgb := colour_rgb(name))}
-    return nearest_name(found[1], known) if known else found[0]
+    parts = {
+        "description": description,
+        "category": _category_part(reads, np.nan_to_num(category_vectors), vocabulary),
+        "color": _colour_part(reads, np.nan_to_num(colour_vectors), vocabulary),
+        "rgb": np.stack([rgb_to_unit(_hex_rgb(h)) for h in reads["color_hex"]]).reshape(-1, 3),
+    }
+    conditions = np.concatenate([parts[name] for name in config.parts], axis=1).astype(np.float32)
+    assert conditions.shape == (len(reads), config.dim), conditions.shape
+    return conditions
 
 
-def _without_colour(text: str, found: tuple[str, tuple[int, int, int]] | None) -> str:
-    """The prompt without its colour words, so they do not pull the category match."""
-    if not found:
-        return text
-    pattern = r"[\s-]+".join(re.escape(word) for word in found[0].split())
-    return " ".join(re.sub(pattern, " ", text, flags=re.IGNORECASE).split()) or text
-
-
-def _assemble(config: ConditionConfig, parts: dict[str, np.ndarray]) -> np.ndarray:
-    return np.concatenate([parts[name] for name in config.parts], axis=1).astype(np.float32)
-
-
-def snapshot_conditions(snapshot: Snapshot, config: ConditionConfig) -> tuple[np.ndarray, pd.DataFrame]:
-    """Condition vectors (N, config.dim) for every valid row, and those rows' fields."""
-    rows = snapshot.read_rows()
+def _check_width(snapshot: Snapshot, config: ConditionConfig) -> None:
     encoding = snapshot.encoding()
     if encoding.dim != config.text_dim:
         raise ValueError(
             f"{snapshot.root}: encoded by {encoding.model} ({encoding.dim} wide), but the model expects "
             f"{config.text_dim}-wide embeddings; encode the snapshot with the model's text model"
         )
-    parts = {}
-    for name, column in (
-        ("description", "embedding"),
-        ("color", "color_embedding"),
-        ("category", "category_embedding"),
-    ):
-        if name in config.parts:
-            parts[name] = np.nan_to_num(snapshot.read_embeddings(column))
-    if "rgb" in config.parts:
-        colours = rows["color"] if "color" in rows.columns else [None] * len(rows)
-        parts["rgb"] = np.stack([_rgb_of(c, t) for c, t in zip(colours, rows["title"], strict=True)])
-    conditions = _assemble(config, parts)
-    assert conditions.shape == (len(rows), config.dim), conditions.shape
-    return conditions, rows
+
+
+def snapshot_conditions(
+    snapshot: Snapshot, config: ConditionConfig, vocabulary: Vocabulary | None = None
+) -> tuple[np.ndarray, pd.DataFrame, Vocabulary]:
+    """Condition vectors (N, config.dim) for every valid row, the rows with what was read, the vocabulary.
+
+    vocabulary: the model's (render); None: the rows' own (training), so every value is known.
+    The rows' `category` and `color` are the values read (READ_COLUMNS beside them); the
+    merchant's own fields stay as `category_field` and `color_field`.
+    """
+    _check_width(snapshot, config)
+    rows, reads = snapshot.read_rows(), snapshot.read_reads()
+    category_vectors = np.nan_to_num(snapshot.read_embeddings("category_embedding"))
+    colour_vectors = np.nan_to_num(snapshot.read_embeddings("color_embedding"))
+    vocabulary = vocabulary or Vocabulary.from_rows(reads, category_vectors, colour_vectors)
+    conditions = conditions_from_reads(
+        config, vocabulary, reads, snapshot.read_embeddings("embedding"), category_vectors, colour_vectors
+    )
+    fields = {f"{name}_field": rows[name] if name in rows.columns else None for name in ("category", "color")}
+    rows = rows.drop(columns=["category", "color"], errors="ignore").assign(**fields)
+    return conditions, pd.concat([rows, reads], axis=1), vocabulary
 
 
 def prompt_conditions(
     texts: Sequence[str], encoder: TextEncoder, vocabulary: Vocabulary, config: ConditionConfig
-) -> tuple[np.ndarray, list[dict[str, str | None]]]:
-    """Condition vectors for free-text prompts, and what was read from each (colour, category)."""
-    description = encoder.encode(list(texts))  # (N, D)
-    colours = [find_colour(t) for t in texts]
-    words = [_known_word(c, vocabulary) for c in colours]
-    colour_names = sorted({w for w in words if w})
-    colour_vectors = (
-        dict(zip(colour_names, encoder.encode(colour_names), strict=True)) if colour_names else {}
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Condition vectors for free-text prompts, and what was read from each (READ_COLUMNS)."""
+    reads = AttributeReader(encoder=encoder).read(list(texts))
+
+    def named(values: pd.Series) -> np.ndarray:
+        names = sorted({v for v in values if v})
+        vectors = dict(zip(names, encoder.encode(names), strict=True)) if names else {}
+        zero = np.zeros(config.text_dim, np.float32)
+        return np.stack([vectors[v] if v else zero for v in values]).reshape(-1, config.text_dim)
+
+    description = encoder.encode(list(texts))
+    conditions = conditions_from_reads(
+        config, vocabulary, reads, description, named(reads["category"]), named(reads["color"])
     )
-    zero = np.zeros(config.text_dim, np.float32)
-    category_idx = []
-    if vocabulary.categories:
-        shapes = encoder.encode([_without_colour(t, c) for t, c in zip(texts, colours, strict=True)])
-        category_idx = (shapes @ vocabulary.category_embeddings.T).argmax(1)
-    parts = {
-        "description": description,
-        "color": np.stack([colour_vectors[w] if w else zero for w in words]),
-        "category": np.stack(
-            [vocabulary.category_embeddings[i] for i in category_idx]
-            if vocabulary.categories
-            else [zero] * len(texts)
-        ),
-        "rgb": np.stack([rgb_to_unit(c[1] if c else None) for c in colours]),
-    }
-    read = [
-        {
-            "colour": c[0] if c else None,
-            "category": vocabulary.categories[i] if vocabulary.categories else None,
-        }
-        for c, i in zip(colours, category_idx if vocabulary.categories else [0] * len(texts), strict=True)
-    ]
-    return _assemble(config, parts), read
+    return conditions, reads
 
 
 @dataclass(frozen=True)
@@ -189,11 +236,10 @@ class Conditioner:
     vocabulary: Vocabulary
 
     def for_snapshot(self, snapshot: Snapshot) -> tuple[np.ndarray, pd.DataFrame]:
-        """(N, C) conditions for every valid row of `snapshot`, and the rows."""
-        return snapshot_conditions(snapshot, self.config)
+        """(N, C) conditions for every valid row of `snapshot`, and the rows with what was read."""
+        conditions, rows, _ = snapshot_conditions(snapshot, self.config, self.vocabulary)
+        return conditions, rows
 
-    def for_prompts(
-        self, texts: Sequence[str], encoder: TextEncoder
-    ) -> tuple[np.ndarray, list[dict[str, str | None]]]:
-        """(N, C) conditions for free-text prompts, and the colour and category read from each."""
+    def for_prompts(self, texts: Sequence[str], encoder: TextEncoder) -> tuple[np.ndarray, pd.DataFrame]:
+        """(N, C) conditions for free-text prompts, and what was read from each (READ_COLUMNS)."""
         return prompt_conditions(texts, encoder, self.vocabulary, self.config)

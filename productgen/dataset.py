@@ -43,9 +43,9 @@ class TrainingSet:
     images: torch.Tensor  # (N, 3, S, S) uint8
     conditions: torch.Tensor  # (N, C) float32; (N, 0) when loaded without conditioning
     labels: dict[str, torch.Tensor]  # attribute -> (N,) int64, -1 = unknown
-    rows: pd.DataFrame  # sku, title, color, category of each row
+    rows: pd.DataFrame  # sku, title, color, category of each row (colour and category as read)
     vocabulary: Vocabulary
-    fingerprint: str  # of the rows, their descriptions, photos and image size
+    fingerprint: str  # of the rows, their descriptions, what was read from them, photos, image size
     missing_images: int  # rows whose photo file is not there
     skipped: pd.DataFrame = field(default_factory=pd.DataFrame)  # sku, image, reason: photos left out
 
@@ -169,12 +169,26 @@ def _fingerprint(rows: pd.DataFrame, image_size: int, parts: Sequence[str]) -> s
     return digest.hexdigest()[:16]
 
 
+def _with_reads(fingerprint: str, reads: pd.DataFrame) -> str:
+    """The photos' fingerprint, extended by what was read from the rows (a pinned mapping changes it)."""
+    digest = hashlib.sha256(fingerprint.encode())
+    for column in ("category", "color", "color_hex"):
+        digest.update("\x1f".join(reads[column].astype(str)).encode())
+    return digest.hexdigest()[:16]
+
+
 def training_fingerprint(
     snapshot: Path, image_size: int, parts: Sequence[str] = PARTS, *, exclude_split: str = "holdout"
 ) -> str:
-    """The fingerprint `load_training_set` would give, from the rows alone (no embedding, no photo)."""
-    _, rows, _, _, _ = _select(Snapshot(snapshot), exclude_split)
-    return _fingerprint(rows, image_size, parts)
+    """The fingerprint `load_training_set` would give, from the rows and reads alone (no photo decoded).
+
+    Photos that fail to decode are known only by decoding; they leave the set, so a snapshot
+    with such photos fingerprints them as it was asked to.
+    """
+    snap = Snapshot(snapshot)
+    index, rows, _, _, _ = _select(snap, exclude_split)
+    reads = snap.read_reads().iloc[index].reset_index(drop=True)
+    return _with_reads(_fingerprint(rows, image_size, parts), reads)
 
 
 _KEPT_REASONS = 1000  # decode failures whose reason the photo cache keeps word for word
@@ -230,6 +244,8 @@ def load_training_set(
     parts = conditioning.parts if conditioning else PARTS
     fingerprint = _fingerprint(rows, image_size, parts)
     images, reasons = _photos(snap, paths, image_size, fingerprint)
+    every_read = snap.read_reads()
+    fingerprint = _with_reads(fingerprint, every_read.iloc[index].reset_index(drop=True))
     bad = [i for i, reason in enumerate(reasons) if reason is not None]
     if bad:  # decoded rows that failed leave the set, with their reasons
         skipped = pd.concat([skipped, _skipped(rows, bad, [reasons[i] for i in bad])], ignore_index=True)
@@ -240,22 +256,19 @@ def load_training_set(
     if len(skipped) - missing > 0:
         snap.write_photo_rejects(skipped)
 
-    categories = sorted({c for c in rows["category"] if c})
-    colors = sorted({c for c in rows["color"] if c})
-    if conditioning is None:
+    if conditioning is None:  # photos and what was read: the judge's needs
+        reads = every_read.iloc[index].reset_index(drop=True)
         conditions = np.zeros((len(rows), 0), np.float32)
-        category_embeddings = np.zeros((len(categories), 0), np.float32)
+        vocabulary = Vocabulary.from_rows(reads, np.zeros((len(rows), 0)), np.zeros((len(rows), 0)))
     else:
-        conditions = snapshot_conditions(snap, conditioning)[0][index]
-        # each category's own embedding, for reading categories from prompts
-        by_row = snap.read_embeddings("category_embedding")[index]
-        first = {c: i for i, c in reversed(list(enumerate(rows["category"]))) if c}
-        category_embeddings = (
-            np.stack([by_row[first[name]] for name in categories])
-            if categories
-            else (np.zeros((0, conditioning.text_dim), np.float32))
+        every, with_reads, _ = snapshot_conditions(snap, conditioning)
+        conditions, reads = every[index], with_reads.iloc[index].reset_index(drop=True)
+        vocabulary = Vocabulary.from_rows(
+            reads,
+            np.nan_to_num(snap.read_embeddings("category_embedding"))[index],
+            np.nan_to_num(snap.read_embeddings("color_embedding"))[index],
         )
-    vocabulary = Vocabulary(categories, colors, category_embeddings.astype(np.float32))
+    rows = rows.assign(category=reads["category"].to_numpy(), color=reads["color"].to_numpy())
     labels = {
         "category": torch.from_numpy(vocabulary.labels(rows["category"].tolist(), "category")),
         "color": torch.from_numpy(vocabulary.labels(rows["color"].tolist(), "color")),

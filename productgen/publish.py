@@ -1,7 +1,8 @@
 """Render a snapshot and publish one image per SKU (and variant) to an ObjectStore, exactly once.
 
     1. plan      snapshot rows x variants -> key {model_version}/{sku}[-vK].{ext}
-    2. skip      rows whose (key, content_hash, model_version) a manifest already records
+    2. skip      rows whose (key, content hash, model_version) a manifest already records; the
+                 content hash covers the description and the attributes read from it
     3. recover   objects a killed run wrote but never recorded: adopted after a HEAD, not rewritten
     4. render    generator batches in this thread; encode + upload on a thread pool, bounded
     5. record    manifest parts as uploads complete; the whole manifest and `latest` at the end
@@ -81,6 +82,15 @@ def image_key(model_version: str, sku: str, variant: int, image_format: str) -> 
     return f"{model_version}/{sku}{suffix}.{image_format}"
 
 
+def _rendered_from(rows: pd.DataFrame) -> np.ndarray:
+    """Per row, a hash of everything its image is made from besides the model: its description's
+    content hash and the attributes read from it (a newly pinned mapping re-renders the row)."""
+    parts = zip(rows["content_hash"], rows["category"], rows["color"], rows["color_hex"], strict=True)
+    return np.array(
+        [hashlib.blake2b(repr(p).encode(), digest_size=16).hexdigest() for p in parts], dtype=object
+    )
+
+
 def _plan(snapshot: Path, pipeline: RenderPipeline, config: PublishConfig) -> tuple[pd.DataFrame, np.ndarray]:
     """One row per image to exist: sku, variant, key, seed, content_hash, row (into conditions)."""
     if Snapshot(snapshot).num_rows() == 0:
@@ -94,7 +104,7 @@ def _plan(snapshot: Path, pipeline: RenderPipeline, config: PublishConfig) -> tu
         {
             "row": np.repeat(rows.index.to_numpy(), variants),
             "sku": np.repeat(rows["sku"].to_numpy(), variants),
-            "content_hash": np.repeat(rows["content_hash"].to_numpy(), variants),
+            "content_hash": np.repeat(_rendered_from(rows), variants),
             "variant": np.tile(np.arange(variants, dtype=np.int32), len(rows)),
         }
     )

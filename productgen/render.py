@@ -80,7 +80,7 @@ class RenderOutput:
     """What one pipeline call made."""
 
     images: np.ndarray  # (N, S, S, 3) uint8
-    read: list[dict[str, str | None]] | None  # per prompt: the colour and category read; None for rows
+    read: list[dict[str, object]] | None  # per prompt: what was read (attributes.READ_COLUMNS); None for rows
 
 
 class RenderPipeline:
@@ -164,7 +164,7 @@ class RenderPipeline:
             at = {text: i for i, text in enumerate(distinct)}
             index = [at[text] for text in prompts]
             vectors, found = self.conditioner.for_prompts(distinct, self.encoder)
-            conditions, read = vectors[index], [found[i] for i in index]
+            conditions, read = vectors[index], found.iloc[index].to_dict("records")
         expected = self.conditioner.config.dim
         if conditions.ndim != 2 or conditions.shape[1] != expected:
             raise ValueError(f"conditions of shape {conditions.shape}; the model takes (N, {expected})")

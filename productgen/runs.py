@@ -216,6 +216,9 @@ def _model_from_header(path: Path, meta: dict, shapes: dict[str, tuple[int, ...]
         raise CheckpointError(f"{path}: its settings describe a network over {_MAX_PARAMETERS:,} parameters")
     expected = {f"G_ema.{k}": tuple(v.shape) for k, v in shell.state_dict().items()}
     expected["vocab.category_embeddings"] = (len(names["categories"]), width)
+    if "vocab.color_embeddings" in shapes:  # models before the attribute reader have no colour tensors
+        expected["vocab.color_embeddings"] = (len(names["colors"]), width)
+        expected["vocab.color_rgb"] = (len(names["colors"]), 3)
     got = {k: v for k, v in shapes.items() if k.startswith("G_ema.") or k.startswith("vocab.")}
     if got != expected:
         wrong = sorted(set(got) ^ set(expected)) or sorted(k for k in got if got[k] != expected[k])
@@ -223,6 +226,22 @@ def _model_from_header(path: Path, meta: dict, shapes: dict[str, tuple[int, ...]
             f"{path}: its tensors do not match the network its metadata describes ({wrong[0]}, ...)"
         )
     return model_config, conditioning, names
+
+
+def vocabulary_tensors(vocabulary: Vocabulary) -> dict[str, torch.Tensor]:
+    """The vocabulary's arrays as the model file stores them (its names go in the metadata)."""
+    width = vocabulary.category_embeddings.shape[1]
+    colours = vocabulary.color_embeddings
+    rgb = vocabulary.color_rgb
+    return {
+        "vocab.category_embeddings": torch.from_numpy(vocabulary.category_embeddings),
+        "vocab.color_embeddings": torch.from_numpy(
+            colours if colours is not None else np.zeros((len(vocabulary.colors), width), np.float32)
+        ),
+        "vocab.color_rgb": torch.from_numpy(
+            rgb if rgb is not None else np.zeros((len(vocabulary.colors), 3), np.uint8)
+        ),
+    }
 
 
 def load_generator(run_dir: Path, device: str | torch.device = "cpu") -> TrainedGenerator:
@@ -236,8 +255,14 @@ def load_generator(run_dir: Path, device: str | torch.device = "cpu") -> Trained
     weights = {k.removeprefix("G_ema."): v for k, v in tensors.items() if k.startswith("G_ema.")}
     generator.load_state_dict(weights)
     generator.to(device).eval()
-    embeddings = tensors["vocab.category_embeddings"].numpy().astype(np.float32)
-    vocabulary = Vocabulary(names["categories"], names["colors"], embeddings)
+    colours = tensors.get("vocab.color_embeddings")
+    vocabulary = Vocabulary(
+        names["categories"],
+        names["colors"],
+        tensors["vocab.category_embeddings"].numpy().astype(np.float32),
+        colours.numpy().astype(np.float32) if colours is not None else None,
+        tensors["vocab.color_rgb"].numpy().astype(np.uint8) if colours is not None else None,
+    )
     digest = hashlib.sha256()
     for key in sorted(weights):
         digest.update(key.encode())

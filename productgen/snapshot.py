@@ -6,7 +6,11 @@
     SNAPSHOT/summary.json         IngestSummary: counts, reasons, where `image` paths point    ingest
     SNAPSHOT/embeddings.parquet   per valid row, same order: sku, content_hash, embedding,     encode
                                   color_embedding, category_embedding (float32, width D)
-    SNAPSHOT/encode.json          EncodeSummary: the text model and its width D                encode
+                                  (colour and category: the embeddings of the values read)
+    SNAPSHOT/reads.parquet        per valid row, same order: sku, content_hash, and what the   encode
+                                  attribute reader read (productgen.attributes.READ_COLUMNS)
+    SNAPSHOT/encode.json          EncodeSummary: the text model and its width D, read counts   encode
+    SNAPSHOT/attribute-map.json   the colour and category mappings the merchant pinned         ingest
     SNAPSHOT/photo-rejects.csv    photos left out of training: sku, image, reason               dataset
     SNAPSHOT/.cache/              decoded photos and judges, named by what they were made of    dataset, judge
 
@@ -31,7 +35,7 @@ __all__ = ["Encoding", "Snapshot", "escape_formula", "to_matrix"]
 
 _VALID, _REJECTS_PARQUET, _REJECTS_CSV = "valid.parquet", "rejects.parquet", "rejects.csv"
 _SUMMARY, _EMBEDDINGS, _ENCODE, _CACHE = "summary.json", "embeddings.parquet", "encode.json", ".cache"
-_PHOTO_REJECTS = "photo-rejects.csv"
+_PHOTO_REJECTS, _READS, _MAP = "photo-rejects.csv", "reads.parquet", "attribute-map.json"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -69,6 +73,14 @@ class Snapshot:
     @property
     def embeddings_path(self) -> Path:
         return self.root / _EMBEDDINGS
+
+    @property
+    def reads_path(self) -> Path:
+        return self.root / _READS
+
+    @property
+    def map_path(self) -> Path:
+        return self.root / _MAP
 
     @property
     def encode_path(self) -> Path:
@@ -142,22 +154,42 @@ class Snapshot:
         return rows.astype({c: object for c in text}).where(rows.notna(), None)
 
     def read_embeddings(self, column: str = "embedding") -> np.ndarray:
-        """(N, D) float32: one embedding column, aligned row for row with the valid rows.
+        """(N, D) float32: one embedding column, aligned row for row with the valid rows."""
+        return to_matrix(self._aligned(self.embeddings_path, [column]).column(column))
 
-        Embeddings are tied to the rows they describe: the (sku, content_hash) of every row is
-        checked against the rows on each read, so a snapshot re-ingested without `encode` is a
-        clear error, never a render from another description.
+    def read_reads(self) -> pd.DataFrame:
+        """What the attribute reader read per valid row (READ_COLUMNS), aligned with the rows."""
+        self.require_rows()
+        if not self.reads_path.is_file():
+            raise ValueError(f"{self.root}: no {_READS}; run `productgen encode {self.root}` first")
+        table = self._aligned(self.reads_path, None).drop_columns(["sku", "content_hash"])
+        return (
+            table.to_pandas()
+            .astype({c: object for c in table.column_names if "_confidence" not in c})
+            .where(lambda frame: frame.notna(), None)
+        )
+
+    def _aligned(self, path: Path, columns: list[str] | None) -> pa.Table:
+        """A table encode wrote, checked against the rows it describes.
+
+        Tied by the (sku, content_hash) of every row, checked on each read: a snapshot ingested
+        again without `encode` is a clear error, never a render from another description.
         """
-        self.require_encoded()
+        if not path.is_file():
+            self.require_encoded()
         keys = ["sku", "content_hash"]
-        table = pq.read_table(self.embeddings_path, columns=[*keys, column])
+        table = pq.read_table(path, columns=None if columns is None else [*keys, *columns])
         rows = pq.read_table(self.valid_path, columns=keys)
         if table.num_rows != rows.num_rows or not all(_same(table.column(k), rows.column(k)) for k in keys):
             raise ValueError(
-                f"{self.root}: the embeddings describe other rows than the valid rows (the snapshot "
+                f"{self.root}: {path.name} describes other rows than the valid rows (the snapshot "
                 f"was ingested again after encoding); run `productgen encode {self.root}`"
             )
-        return to_matrix(table.column(column))
+        return table
+
+    def attribute_map(self) -> dict[str, dict[str, str]]:
+        """The pinned mappings ingest copied here ({} when none)."""
+        return json.loads(self.map_path.read_text()) if self.map_path.is_file() else {}
 
     def read_rejects(self, limit: int | None = None) -> pd.DataFrame:
         """The first `limit` rejected rows (source_row, sku, field, reason); empty when none."""
@@ -170,6 +202,12 @@ class Snapshot:
     # -- writers (ingest and encode) -----------------------------------------------------------
     def write_summary(self, content: dict[str, object]) -> None:
         write_text_atomic(self.summary_path, json.dumps(content, indent=2) + "\n")
+
+    def write_attribute_map(self, content: dict[str, dict[str, str]] | None) -> None:
+        if content:
+            write_text_atomic(self.map_path, json.dumps(content, indent=2, ensure_ascii=False) + "\n")
+        else:
+            self.map_path.unlink(missing_ok=True)
 
     def write_encoding(self, content: dict[str, object]) -> None:
         write_text_atomic(self.encode_path, json.dumps(content, indent=2) + "\n")

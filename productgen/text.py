@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from productgen.atomic import atomic_path
+from productgen.attributes import READ_COLUMNS, AttributeMap, AttributeReader, ReadTally
 from productgen.catalog.schema import DESCRIPTION_FIELDS
 from productgen.snapshot import Snapshot, to_matrix
 
@@ -42,6 +43,10 @@ _PACKAGED = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}  # weights shipped by the gt-all
 TEMPLATE = "{title} | colour: {color} | category: {category} | brand: {brand} | size: {size}"
 FIELD_COLUMNS = ("color", "category")  # encoded on their own as well
 _BATCH_ROWS = 65_536
+_READS_SCHEMA = pa.schema(
+    [("sku", pa.string()), ("content_hash", pa.string())]
+    + [(c, pa.float32() if c.endswith("_confidence") else pa.string()) for c in READ_COLUMNS]
+)
 _MAX_CACHE_PARTS = 16
 
 
@@ -175,6 +180,7 @@ class EncodeSummary:
     seconds: float
     encode_seconds: float
     sentences_per_s: float | None
+    reads: dict[str, object]  # attributes.read_summary: where each attribute came from
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -203,17 +209,25 @@ def encode_snapshot(
         encode_seconds += time.perf_counter() - t0
         return vectors
 
+    class _Lazy:  # the attribute reader's nearest step loads the model only when it needs it
+        def encode(self, texts: Sequence[str]) -> np.ndarray:
+            return encode(list(texts))
+
+    reader = AttributeReader(AttributeMap.from_json(snap.attribute_map()), _Lazy())
     columns = ["sku", "content_hash", *DESCRIPTION_FIELDS]
     rows = texts_needed = encoded = dim = 0
+    tally = ReadTally()
     writer: pq.ParquetWriter | None = None
-    with atomic_path(snap.embeddings_path) as tmp:
+    with atomic_path(snap.embeddings_path) as tmp, atomic_path(snap.reads_path) as reads_tmp:
         for batch in pq.ParquetFile(snap.valid_path).iter_batches(batch_size=_BATCH_ROWS, columns=columns):
             data = batch.to_pydict()
             fields = zip(*(data[name] for name in DESCRIPTION_FIELDS), strict=True)
             descriptions = [describe(*row) for row in fields]
+            reads = reader.read(data["title"], data["color"], data["category"])
+            read_values = {"color": reads["color"].tolist(), "category": reads["category"].tolist()}
             texts = {_text_key(t): t for t in descriptions}
             for name in FIELD_COLUMNS:
-                texts.update({_text_key(v): v for v in data[name] if v})
+                texts.update({_text_key(v): v for v in read_values[name] if v})
             found = cache.lookup(list(texts))
             missing = [k for k in texts if k not in found]
             fresh = encode([texts[k] for k in missing])
@@ -224,13 +238,10 @@ def encode_snapshot(
             encoded += len(missing)
 
             dim = len(next(iter(found.values())))
-            out = {
-                "sku": batch.column("sku"),
-                "content_hash": batch.column("content_hash"),
-                "embedding": _to_list_array(np.stack([found[_text_key(t)] for t in descriptions])),
-            }
-            for name in FIELD_COLUMNS:
-                values = data[name]
+            keys = {"sku": batch.column("sku"), "content_hash": batch.column("content_hash")}
+            out = {**keys, "embedding": _to_list_array(np.stack([found[_text_key(t)] for t in descriptions]))}
+            for name in FIELD_COLUMNS:  # the embedding of the value read, not of the raw field
+                values = read_values[name]
                 vectors = np.stack([found[_text_key(v)] if v else np.zeros(dim, np.float32) for v in values])
                 out[f"{name}_embedding"] = pa.FixedSizeListArray.from_arrays(
                     pa.array(vectors.reshape(-1), pa.float32()),
@@ -238,12 +249,16 @@ def encode_snapshot(
                     mask=pa.array([v is None for v in values]),
                 )
             table = pa.table(out)
-            writer = writer or pq.ParquetWriter(tmp, table.schema)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+                reads_writer = pq.ParquetWriter(reads_tmp, _READS_SCHEMA)
             writer.write_table(table)
+            reads_writer.write_table(pa.table({**keys, **{c: reads[c] for c in READ_COLUMNS}}, _READS_SCHEMA))
+            tally.add(reads, data["title"])
         if writer is None:
             raise ValueError(f"{snap.valid_path}: no rows to encode")
         writer.close()
-
+        reads_writer.close()
     summary = EncodeSummary(
         snapshot=str(snapshot),
         model=config.model,
@@ -256,6 +271,7 @@ def encode_snapshot(
         seconds=round(time.perf_counter() - started, 3),
         encode_seconds=round(encode_seconds, 3),
         sentences_per_s=round(encoded / encode_seconds, 1) if encoded and encode_seconds > 0 else None,
+        reads=tally.summary(),
     )
     snap.write_encoding(summary.to_json())
     return summary

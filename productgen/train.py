@@ -23,7 +23,7 @@ from productgen.conditioning import PARTS, ConditionConfig
 from productgen.dataset import TrainingSet, load_training_set
 from productgen.losses import Batch, GANLoss, LossWeights, VAELoss
 from productgen.models.networks import Discriminator, Generator, ModelConfig, VAEEncoder
-from productgen.runs import RunFolder
+from productgen.runs import RunFolder, vocabulary_tensors
 from productgen.sheets import labelled_grid, save_png, to_uint8
 from productgen.snapshot import Snapshot
 
@@ -56,6 +56,9 @@ class TrainConfig:
     cond_augment: bool = True
     aux_heads: bool = True
     conditioning: tuple[str, ...] = PARTS
+    # share of training rows shown with no colour (zero colour parts): a row that names no
+    # colour is then an input the model knows ("any colour"), not one it never saw
+    color_dropout: float = 0.1
     weights: LossWeights = field(default_factory=LossWeights)
     device: str | None = None  # None: CUDA when present, else MPS, else CPU
     amp: bool = False  # bf16 autocast (GPU)
@@ -333,6 +336,17 @@ def train(
 
     images = data.images.to(device)  # uint8 on the device: 60k x 3 x 32 x 32 is 184 MB
     conditions = data.conditions.to(device)
+    colour_spans = [conditioning.span(p) for p in ("color", "rgb") if p in conditioning.parts]
+
+    def drop_colour(batch_conditions: torch.Tensor) -> torch.Tensor:
+        if not colour_spans or config.color_dropout <= 0:
+            return batch_conditions
+        keep = torch.rand(len(batch_conditions), 1, device=device) >= config.color_dropout
+        out = batch_conditions.clone()
+        for span in colour_spans:
+            out[:, span] = out[:, span] * keep
+        return out
+
     labels = {k: v.to(device) for k, v in data.labels.items()}
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     meta_base = {
@@ -354,7 +368,7 @@ def train(
         tensors, groups = _state_tensors(loss, ema)
         meta = {**meta_base, "step": step, "metrics": metrics, "param_groups": groups}
         run.write_checkpoint(step, tensors, meta, keep=config.keep_checkpoints)
-        vocab = {"vocab.category_embeddings": torch.from_numpy(data.vocabulary.category_embeddings)}
+        vocab = vocabulary_tensors(data.vocabulary)
         model = {**{f"G_ema.{k}": v for k, v in ema.state_dict().items()}, **vocab}
         run.write_model(model, {**meta_base, "step": step, "metrics": metrics})
         seconds = time.perf_counter() - started
@@ -383,7 +397,7 @@ def train(
         idx = torch.randint(len(images), (config.batch_size,)).to(device, non_blocking=True)
         batch = Batch(
             images=(images[idx].float() / 127.5 - 1).contiguous(memory_format=memory_format),
-            conditions=conditions[idx],
+            conditions=drop_colour(conditions[idx]),
             labels={k: v[idx] for k, v in labels.items()},
         )
         losses = loss.step(batch)

@@ -41,8 +41,8 @@ def test_prompts_are_read_and_repeated_prompts_agree(pipeline: RenderPipeline) -
     texts = ["a red pullover", "navy sneakers", "a red pullover"]
     output = pipeline(prompts=texts, seeds=[1, 2, 1])
     assert output.images.shape == (3, 32, 32, 3)
-    assert output.read[0] == output.read[2] and output.read[0]["colour"] == "red"
-    assert output.read[1]["colour"] == "navy"
+    assert output.read[0] == output.read[2] and output.read[0]["color"] == "red"
+    assert output.read[1]["color"] == "navy"
     np.testing.assert_array_equal(output.images[0], output.images[2])
     one = pipeline(prompts=texts[:1], seeds=[1])
     np.testing.assert_array_equal(one.images[0], output.images[0])
@@ -73,4 +73,4 @@ def test_sample_sheet_is_deterministic(pipeline: RenderPipeline, tmp_path: Path)
     read = sample_sheet(pipeline, texts, n=3, out=tmp_path / "a.png")
     sample_sheet(pipeline, texts, n=3, out=tmp_path / "b.png")
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
-    assert [r["colour"] for r in read] == ["red", "black"]
+    assert [r["color"] for r in read] == ["red", "black"]

@@ -28,6 +28,7 @@ def test_ingest_and_encode_write_the_documented_layout(tiny_snapshot: Path) -> N
             snap.rejects_csv,
             snap.summary_path,
             snap.embeddings_path,
+            snap.reads_path,
             snap.encode_path,
         )
     }
@@ -96,7 +97,7 @@ def test_embeddings_of_other_rows_are_never_read(tiny_snapshot: Path, tmp_path: 
     rows.to_parquet(tmp_path / "changed.parquet")
     summary = json.loads(Snapshot(copy).summary_path.read_text())
     ingest(tmp_path / "changed.parquet", copy, image_root=summary["image_root"])
-    with pytest.raises(ValueError, match=r"embeddings describe other rows.*productgen encode"):
+    with pytest.raises(ValueError, match=r"embeddings.parquet describes other rows.*productgen encode"):
         Snapshot(copy).read_embeddings()
     with pytest.raises(ValueError, match="productgen encode"):
         snapshot_conditions(Snapshot(copy), ConditionConfig.for_snapshot(Snapshot(copy)))

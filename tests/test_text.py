@@ -56,10 +56,13 @@ def test_embeddings_align_with_valid_rows(tmp_path: Path, encoder: TextEncoder) 
     vectors = Snapshot(snapshot).read_embeddings()
     assert vectors.shape == (4, 384) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert table.column("color_embedding").to_pylist()[3] is None
+    assert table.column("color_embedding").to_pylist()[3] is None  # "Plain tote" names no colour
+    assert table.column("category_embedding").to_pylist()[3] is not None  # its category: "bag"
     assert summary.rows == 4 and summary.dim == 384
-    # 4 descriptions + 3 colours + 3 categories, all new
-    assert summary.texts == 10 and summary.encoded == 10 and summary.cached == 0
+    # 4 descriptions + 3 colours + 4 categories read (D's from its title), all new
+    assert summary.texts == 11 and summary.encoded == 11 and summary.cached == 0
+    assert summary.reads["category"] == {**summary.reads["category"], "field": 3, "title": 1}
+    assert summary.reads["color"] == {**summary.reads["color"], "field": 3, "none": 1, "low_confidence": 0}
 
 
 def test_embeddings_carry_meaning(tmp_path: Path, encoder: TextEncoder) -> None:
@@ -79,7 +82,7 @@ def test_second_run_encodes_only_changed_descriptions(tmp_path: Path, encoder: T
     first = _snapshot(tmp_path, ROWS, "first")
     encode_snapshot(first, cache, EncodeConfig(), encoder=encoder)
     again = encode_snapshot(first, cache, EncodeConfig(), encoder=encoder)
-    assert again.encoded == 0 and again.cached == 10
+    assert again.encoded == 0 and again.cached == 11
     np.testing.assert_array_equal(Snapshot(first).read_embeddings(), Snapshot(first).read_embeddings())
 
     changed = [*ROWS[:2], "C,Navy wool coat with hood,Halden,navy,M,coat", ROWS[3]]

@@ -178,8 +178,9 @@ def test_sample_renders_free_text_deterministically(
     texts = ["burgundy ankle boots", "a scarlet tote bag"]
     read = sample_sheet(RenderPipeline.from_run(tmp_path / "run"), texts, n=3, out=tmp_path / "a.png")
     sample_sheet(RenderPipeline.from_run(tmp_path / "run"), texts, n=3, out=tmp_path / "b.png")
-    assert read[0] == {"colour": "burgundy", "category": "ankle boots"}
-    assert read[1]["colour"] == "scarlet" and read[1]["category"] == "bag"
+    assert (read[0]["color"], read[0]["category"]) == ("burgundy", "ankle boots")
+    assert read[1]["color"] == "scarlet" and read[1]["category"] == "bag"
+    assert read[0]["color_source"] == read[0]["category_source"] == "title"
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert load_generator(tmp_path / "run").generator.training is False
 

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from productgen.attributes import AttributeMap, AttributeMapError, find_attribute_map
 from productgen.catalog.readers import CatalogFileError, RawBatch, detect_format, read_batches
 from productgen.catalog.schema import (
     DESCRIPTION_FIELDS,
@@ -76,6 +77,8 @@ class IngestSummary:
     extra_columns: list[str]
     image_root: str  # where relative `image` paths point
     snapshot: str
+    attribute_map: str | None  # the mapping file pinned values came from
+    pinned: dict[str, int]  # pinned values per attribute
     seconds: float
     created_at: str
 
@@ -287,17 +290,30 @@ def _valid_schema(parts: list[Path]) -> pa.Schema:
 
 
 def ingest(
-    path: Path, out_dir: Path, *, source: str | None = None, image_root: str | None = None
+    path: Path,
+    out_dir: Path,
+    *,
+    source: str | None = None,
+    image_root: str | None = None,
+    attribute_map: Path | None = None,
 ) -> IngestSummary:
     """Validate the catalog at `path` into a snapshot folder `out_dir`; returns the summary.
 
     source: the name users know the file by (an s3:// URI), for messages; default the path.
     image_root: where relative `image` paths point; default the catalog file's folder.
+    attribute_map: pinned mappings (attributes.AttributeMap); default the one next to a local
+    catalog file, if any. Copied into the snapshot, so later stages read what was pinned then.
     Raises CatalogFileError (one line) for problems with the whole file.
     """
     started = time.perf_counter()
     source = source or str(path)
     fmt, _ = detect_format(source)
+    if attribute_map is None and "://" not in source:
+        attribute_map = find_attribute_map(path)
+    try:
+        pins = AttributeMap.from_file(attribute_map) if attribute_map else AttributeMap()
+    except AttributeMapError as e:
+        raise CatalogFileError(str(e)) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     snapshot = Snapshot(out_dir)
     work = Path(tempfile.mkdtemp(prefix=".ingest-", dir=out_dir))
@@ -353,6 +369,8 @@ def ingest(
             extra_columns=sorted(c for c in seen_columns if c not in _KNOWN),
             image_root=image_root or str(path.resolve().parent),
             snapshot=str(out_dir),
+            attribute_map=str(attribute_map) if attribute_map else None,
+            pinned={"color": len(pins.color), "category": len(pins.category)},
             seconds=round(time.perf_counter() - started, 3),
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
@@ -363,6 +381,7 @@ def ingest(
             staged.valid_path.replace(snapshot.valid_path)
         else:
             snapshot.valid_path.unlink(missing_ok=True)
+        snapshot.write_attribute_map(pins.to_json() if pins else None)
         snapshot.write_summary(summary.to_json())
         if not valid:
             top = rejects.reasons.most_common(1)[0][0]
@@ -423,15 +442,20 @@ def source_fingerprint(source: str, *, s3: S3Settings | None = None) -> str:
 
 
 def ingest_source(
-    source: str, out_dir: Path, *, s3: S3Settings | None = None, image_root: str | None = None
+    source: str,
+    out_dir: Path,
+    *,
+    s3: S3Settings | None = None,
+    image_root: str | None = None,
+    attribute_map: Path | None = None,
 ) -> IngestSummary:
     """Ingest a local path or an s3://bucket/key URI (downloaded first) into `out_dir`."""
     if not source.startswith("s3://"):
-        return ingest(Path(source), out_dir, image_root=image_root)
+        return ingest(Path(source), out_dir, image_root=image_root, attribute_map=attribute_map)
     from productgen.storage import S3Settings, download_uri  # boto3 only when S3 is used
 
     detect_format(source)  # fail on the name before any download
     with tempfile.TemporaryDirectory(prefix="productgen-ingest-") as tmp:
         local = download_uri(source, Path(tmp) / Path(source).name, s3 or S3Settings())
         root = image_root or source.rsplit("/", 1)[0] + "/"
-        return ingest(local, out_dir, source=source, image_root=root)
+        return ingest(local, out_dir, source=source, image_root=root, attribute_map=attribute_map)
