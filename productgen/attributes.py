@@ -6,19 +6,25 @@ tries, in order, and records which step answered (`source`) and how sure it is (
     map      a mapping the merchant pinned ("Stone -> grey")                       1.0
     field    the row's own field: a known colour name (31,881 names, see colors),
              a category noun in a taxonomy path read right to left               1.0 / 0.95
+             or a noun WordNet places under a category ("Galoshes": overshoe)    0.8
     title    a colour name or category noun in the title (or prompt)               0.9
+             or a noun WordNet places under a category                           0.75
+    close    a word ending in a known noun ("ballgown")                            0.85
+             or spelt nearly like one ("sneakrs", "jandals"); 0.8 x similarity   < 0.8
     nearest  the known value whose text embedding is nearest the field (or the
              title without its colour words); confidence = cosine similarity     < 1.0
     none     nothing to read from (a row with no colour anywhere)                  0.0
 
 Categories are read into the product's category set (`CATEGORY_NOUNS`: a category and the nouns
 that name it); a pinned category may name one outside it. Colours are read as a name and its sRGB.
-The nearest step needs the text model; without it, rows the earlier steps cannot read are `none`.
+WordNet (82,115 nouns; productgen.wordnet) is used where Debian's wordnet-base is installed; the
+nearest step needs the text model. Without either, what the steps before cannot read is `none`.
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import io
 import json
@@ -33,6 +39,7 @@ import pandas as pd
 
 from productgen.catalog.schema import CATEGORIES
 from productgen.colors import colour_names, colour_rgb, field_colour, find_colour
+from productgen.wordnet import WordNet, category_anchors, group_anchors
 
 if TYPE_CHECKING:
     from productgen.text import TextEncoder
@@ -84,12 +91,20 @@ CATEGORY_NOUNS: dict[str, tuple[str, ...]] = {
         strict=True,
     )
 }  # fmt: skip
+# words a taxonomy path's parents use for a group of categories; WordNet adds the rest
+GROUP_NOUNS: dict[str, tuple[str, ...]] = {
+    "footwear": ("footwear", "shoes", "footgear"),
+    "bags": ("bags", "accessories", "luggage", "handbags"),
+    "apparel": ("clothing", "apparel", "clothes", "garments", "menswear", "womenswear", "outerwear"),
+}
+_GROUP_OF = {name: group for name, group, _ in CATEGORIES}
 READ_COLUMNS = [
     "category", "category_source", "category_confidence",
     "color", "color_hex", "color_source", "color_confidence",
 ]  # fmt: skip
-SOURCES = ("map", "field", "title", "nearest", "none")
+SOURCES = ("map", "field", "title", "close", "nearest", "none")
 LOW_CONFIDENCE = 0.5  # reads below this are listed for a person to check (and pin)
+_CLOSE_SPELLING = 0.8  # difflib ratio: "sneakrs" / "sneaker" = 0.92, "trainer" / "ringer" = 0.77
 _PATH_SEPARATORS = re.compile(r"\s*(?:>|/|\||»|›|\\|::)\s*")
 # where a title's noun phrase ends: its head noun is the last category noun before these
 _PHRASE_END = re.compile(r"\b(?:with|for|by|in|from|featuring|and|of)\b|[,;:()\[\]|–—]|\s-\s")
@@ -223,9 +238,16 @@ class AttributeReader:
         pins: AttributeMap | None = None,
         encoder: TextEncoder | None = None,
         nouns: Mapping[str, Sequence[str]] = CATEGORY_NOUNS,
+        wordnet: WordNet | None = None,
     ) -> None:
+        """wordnet: the dictionary for nouns no list has; default the installed one, if any."""
         self.pins = pins or AttributeMap()
         self.encoder = encoder
+        self.wordnet = wordnet if wordnet is not None else WordNet.load()
+        anchors = category_anchors(self.wordnet) if self.wordnet else {}
+        self._anchors = {o: c for o, c in anchors.items() if c in nouns}
+        self._group_anchors = group_anchors(self.wordnet) if self._anchors else {}
+        self._group_nouns = {tuple(_words(n)): g for g, names in GROUP_NOUNS.items() for n in names}
         self._noun_index = {}
         for category, names in nouns.items():
             for noun in (category, *names):
@@ -259,6 +281,62 @@ class AttributeReader:
             found = self._noun_in(segment)
             if found:
                 return _Read(found, "field", 0.95)
+        for segment in reversed(segments):
+            found = self._wordnet_noun(segment)
+            if found:
+                return _Read(found, "field", 0.8)
+        return None
+
+    def _wordnet_noun(self, text: str) -> str | None:
+        """The category WordNet places the head noun of `text` under (first noun phrase first)."""
+        if not self._anchors:
+            return None
+        for phrase in _PHRASE_END.split(text):
+            words = re.findall(r"[a-z]+(?:-[a-z]+)*", phrase.casefold().replace("'s", ""))
+            for end in range(len(words), 0, -1):  # the head noun is last; try compounds first
+                for start in (end - 2, end - 1):
+                    if start < 0:
+                        continue
+                    category = self._wordnet_category("_".join(words[start:end]))
+                    if category:
+                        return category
+        return None
+
+    def _close_noun(self, text: str) -> _Read | None:
+        """A word of `text` that ends in a known noun, or is spelt within a letter or two of one."""
+        nouns = {"".join(k): c for k, c in self._noun_index.items()}
+        best: tuple[float, str] | None = None
+        for word in reversed(_words(text)):  # the head noun is last
+            suffixes = [n for n in nouns if len(n) >= 4 and word.endswith(n) and word != n]
+            if suffixes:
+                return _Read(nouns[max(suffixes, key=len)], "close", 0.85)
+            if len(word) < 5:
+                continue
+            for noun, category in nouns.items():
+                ratio = difflib.SequenceMatcher(None, word, noun).ratio()
+                if ratio >= _CLOSE_SPELLING and (best is None or ratio > best[0]):
+                    best = (ratio, category)
+        return _Read(best[1], "close", round(0.8 * best[0], 3)) if best else None
+
+    def _group(self, segments: Sequence[str]) -> str | None:
+        """The product group the parents of a taxonomy path name ('Ladies > Footwear > Daps': footwear)."""
+        for segment in reversed(segments[:-1]):
+            words = tuple(_words(segment))
+            if words in self._group_nouns:
+                return self._group_nouns[words]
+            for word in reversed(words):
+                for sense in self.wordnet.senses(word) if self._group_anchors else []:
+                    for synset, _ in self.wordnet.ancestors(sense, depth=8):
+                        if synset in self._group_anchors:
+                            return self._group_anchors[synset]
+        return None
+
+    def _wordnet_category(self, word: str) -> str | None:
+        assert self.wordnet is not None
+        for sense in self.wordnet.senses(word):  # most frequent sense first
+            for synset, _ in self.wordnet.ancestors(sense, depth=8):
+                if synset in self._anchors:
+                    return self._anchors[synset]
         return None
 
     # -- the nearest step ----------------------------------------------------------------------
@@ -274,18 +352,25 @@ class AttributeReader:
             self._banks[kind] = (labels, self.encoder.encode(texts))
         return self._banks[kind]
 
-    def _nearest(self, kind: str, queries: list[str]) -> list[tuple[str, float]]:
-        """For each query: the label of its nearest bank entry, and their cosine similarity."""
+    def _nearest(
+        self, kind: str, queries: list[str], groups: list[str | None] | None = None
+    ) -> list[tuple[str | None, float]]:
+        """For each query: the label of its nearest bank entry (within its group), and their similarity."""
         if not queries or self.encoder is None:
             return [(None, 0.0)] * len(queries)
         labels, bank = self._bank(kind)
+        groups = groups or [None] * len(queries)
         unique = list(dict.fromkeys(queries))
-        similarity = self.encoder.encode(unique) @ bank.T
-        best = similarity.argmax(1)
-        found = {
-            q: (labels[j], float(similarity[i, j])) for i, (q, j) in enumerate(zip(unique, best, strict=True))
-        }
-        return [found[q] for q in queries]
+        vectors = dict(zip(unique, self.encoder.encode(unique), strict=True))
+        label_groups = np.array([_GROUP_OF.get(label) for label in labels], dtype=object)
+        out = []
+        for query, group in zip(queries, groups, strict=True):
+            similarity = bank @ vectors[query]
+            if group is not None and (label_groups == group).any():
+                similarity = np.where(label_groups == group, similarity, -np.inf)
+            best = int(similarity.argmax())
+            out.append((labels[best], float(similarity[best])))
+        return out
 
     # -- rows ----------------------------------------------------------------------------------
     def read(
@@ -329,18 +414,28 @@ class AttributeReader:
                 read = self._category_field(value) if value else None
                 if read is None and (noun := self._noun_in(title)):
                     read = _Read(noun, "title", 0.9)
+                if read is None and (noun := self._wordnet_noun(without_colour(title))):
+                    read = _Read(noun, "title", 0.75)
                 memo[title, value] = read
             reads.append(memo[title, value])
         # the rest: nearest noun to the field's segments, else to the title without its colour
         todo = [i for i, r in enumerate(reads) if r is None]
-        queries = []
+        queries, groups = [], []
         for i in todo:
             if fields[i]:
                 segments = [s for s in _PATH_SEPARATORS.split(fields[i]) if s.strip()]
                 queries.append(segments[-1])
+                groups.append(self._group(segments))
             else:
                 queries.append(without_colour(titles[i]))
-        for i, (value, similarity) in zip(todo, self._nearest("category", queries), strict=True):
+                groups.append(None)
+        for i, query in zip(todo, queries, strict=True):
+            close = self._close_noun(query)
+            if close:
+                reads[i] = close
+        rest = [k for k, i in enumerate(todo) if reads[i] is None]
+        todo, queries, groups = [todo[k] for k in rest], [queries[k] for k in rest], [groups[k] for k in rest]
+        for i, (value, similarity) in zip(todo, self._nearest("category", queries, groups), strict=True):
             reads[i] = _Read(value, "nearest", round(similarity, 3)) if value else _NONE
         return reads  # type: ignore[return-value]
 
@@ -370,7 +465,11 @@ class AttributeReader:
 
     def fingerprint(self) -> str:
         """Changes when what this reader would read could change (its pins and nouns)."""
-        content = {"pins": self.pins.to_json(), "nouns": sorted(map(list, self._noun_index.items()))}
+        content = {
+            "pins": self.pins.to_json(),
+            "nouns": sorted(map(list, self._noun_index.items())),
+            "wordnet": sorted(self._anchors.items()),
+        }
         return hashlib.blake2b(json.dumps(content, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
