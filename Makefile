@@ -12,9 +12,9 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup demo serve stop test test-fast lint bench fashion-mnist chromium clean
+.PHONY: setup demo serve stop test test-fast lint bench fashion-mnist chromium wordnet clean
 
-setup: $(STAMP) fashion-mnist chromium
+setup: $(STAMP) fashion-mnist chromium wordnet
 
 # Reinstalls only when pyproject.toml changed; pip, not uv (torch comes from local wheels).
 $(STAMP): pyproject.toml
@@ -42,6 +42,16 @@ chromium:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
 	  || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } \
 	  || echo "apt-get could not install chromium; the UI test will be skipped"; \
+	fi
+
+# WordNet 3.0 (Debian's wordnet-base): the attribute reader places category nouns no word list
+# has ("galoshes", "muumuu") through its hypernyms; without it those rows fall to the next step.
+wordnet:
+	@if [ ! -f /usr/share/wordnet/data.noun ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing wordnet-base with apt-get"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q wordnet-base >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wordnet-base >/dev/null 2>&1; } \
+	  || echo "apt-get could not install wordnet-base; category nouns outside the lists use the text model only"; \
 	fi
 
 # The main job: the nightly Prefect flow on the demo catalog against the local S3 server

@@ -88,7 +88,7 @@ def nightly(params: NightlyParams) -> dict:
     logger = get_run_logger()
     ingested = ingest_flow(params.catalog, params.workdir)
     snapshot = ingested["snapshot"]
-    encode_flow(snapshot, params.workdir)
+    encoded = encode_flow(snapshot, params.workdir)
 
     reason = decide_retrain(params.retrain, params.dest, snapshot, params.create_bucket)
     promotion = None
@@ -100,7 +100,7 @@ def nightly(params: NightlyParams) -> dict:
         )
         if not promotion["promoted"]:
             logger.warning(f"the gate refused model {promotion['version']}: nothing is published")
-            _summary_artifact(params, ingested, snapshot, reason, promotion, None, None)
+            _summary_artifact(params, ingested, encoded, reason, promotion, None, None)
             return {"snapshot": snapshot, "promotion": promotion, "published": None}
     else:
         logger.info("the promoted model was trained on this data; rendering with it")
@@ -110,7 +110,7 @@ def nightly(params: NightlyParams) -> dict:
     )
     published = render_flow(render)
     registry = registry_report(params.dest)
-    _summary_artifact(params, ingested, snapshot, reason, promotion, published, registry)
+    _summary_artifact(params, ingested, encoded, reason, promotion, published, registry)
     return {
         "snapshot": snapshot,
         "promotion": promotion,
@@ -119,8 +119,9 @@ def nightly(params: NightlyParams) -> dict:
     }
 
 
-def _summary_artifact(params, ingested, snapshot, reason, promotion, published, registry) -> None:
+def _summary_artifact(params, ingested, encoded, reason, promotion, published, registry) -> None:
     """The run's markdown summary (from the library) and the promoted model's contact sheet."""
+    snapshot = ingested["snapshot"]
     outcome = NightlyOutcome(
         catalog=params.catalog, dest=params.dest, snapshot=snapshot, valid=ingested["valid"],
         rejected=ingested["rejected"],
@@ -128,7 +129,7 @@ def _summary_artifact(params, ingested, snapshot, reason, promotion, published, 
         retrain_reason=reason, promotion=promotion, published=published,
         gate=registry["metrics"]["gate"] if registry else None,
         model_version=registry["current"]["version"] if registry else None,
-        contact_sheet=registry["contact_sheet"] if registry else None,
+        contact_sheet=registry["contact_sheet"] if registry else None, reads=encoded.get("reads"),
     )  # fmt: skip
     if registry:
         create_image_artifact(

@@ -238,12 +238,12 @@ class AttributeReader:
         pins: AttributeMap | None = None,
         encoder: TextEncoder | None = None,
         nouns: Mapping[str, Sequence[str]] = CATEGORY_NOUNS,
-        wordnet: WordNet | None = None,
+        wordnet: WordNet | bool = True,
     ) -> None:
-        """wordnet: the dictionary for nouns no list has; default the installed one, if any."""
+        """wordnet: the dictionary for nouns no list has; True: the installed one, if any; False: none."""
         self.pins = pins or AttributeMap()
         self.encoder = encoder
-        self.wordnet = wordnet if wordnet is not None else WordNet.load()
+        self.wordnet = WordNet.load() if wordnet is True else (wordnet or None)
         anchors = category_anchors(self.wordnet) if self.wordnet else {}
         self._anchors = {o: c for o, c in anchors.items() if c in nouns}
         self._group_anchors = group_anchors(self.wordnet) if self._anchors else {}

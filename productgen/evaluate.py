@@ -86,9 +86,14 @@ def classification_accuracy_score(
     return train_judge(fake, holdout, epochs=epochs, classes=classes).real_accuracy
 
 
-def paraphrase_control(judge: Judge, pipeline: RenderPipeline, per_pair: int = 2) -> dict:
-    """Render prompts in words the catalog never used and judge them against their known attributes."""
-    prompts = paraphrase_set(per_pair)
+def paraphrase_control(
+    judge: Judge, pipeline: RenderPipeline, per_pair: int = 2, half: str = "heldout"
+) -> dict:
+    """Render prompts in words the catalog never used and judge them against their known attributes.
+
+    half: "heldout" words were never looked at while building the attribute reader; "dev" were.
+    """
+    prompts = paraphrase_set(per_pair, half=half)
     texts = [p.text for p in prompts]
     output = pipeline(prompts=texts, seeds=pipeline.seeds([f"paraphrase-{i}" for i in range(len(prompts))]))
     renders, read = _channels_first(output.images), output.read
@@ -174,6 +179,8 @@ def evaluate_run(
 
     # 3. words the catalog never used
     paraphrase = paraphrase_control(judge, pipeline, config.paraphrases_per_pair)
+    dev = paraphrase_control(judge, pipeline, config.paraphrases_per_pair, half="dev")
+    paraphrase["dev"] = {k: dev[k] for k in ("prompts", "accuracy", "category_read")}
 
     n = min(config.contact_rows, len(holdout))
     contact = [

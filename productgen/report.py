@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from productgen.atomic import write_text_atomic
+from productgen.attributes import LOW_CONFIDENCE, SOURCES, describe_read
 from productgen.evaluate import Evaluation
 from productgen.runs import RunFolder
 from productgen.sheets import labelled_grid, save_png
@@ -113,6 +114,7 @@ class NightlyOutcome:
     gate: dict[str, float] | None  # the promoted model's gate numbers
     model_version: str | None
     contact_sheet: str | None  # a link to the promoted model's contact sheet
+    reads: dict | None = None  # EncodeSummary.reads: where colour and category came from
 
 
 def nightly_summary(outcome: NightlyOutcome) -> str:
@@ -139,6 +141,8 @@ def nightly_summary(outcome: NightlyOutcome) -> str:
             f"{p['model_version']} ({p['images_per_s']:,.0f} img/s) |"
         )
         lines.append(f"| manifest | `{p['manifest']}` |")
+    if o.reads:
+        lines += ["", "## What was read from the rows", "", *_reads_table(o.reads)]
     if o.rejected and len(o.rejects):
         lines += ["", f"## Rejected rows (first {len(o.rejects)} of {o.rejected:,})", "", *_table(o.rejects)]
     if o.gate is not None:
@@ -147,6 +151,30 @@ def nightly_summary(outcome: NightlyOutcome) -> str:
         if o.contact_sheet:
             lines.append(f"[contact sheet]({o.contact_sheet})")
     return "\n".join(lines)
+
+
+def _reads_table(reads: dict) -> list[str]:
+    """Rows per source for each attribute, then the least sure rows (to check, or pin in a map)."""
+    counts = pd.DataFrame(
+        {label: [f"{reads[attribute].get(s, 0):,}" for s in (*SOURCES, "low_confidence")]
+         for attribute, label in (("category", "category"), ("color", "colour"))},
+        index=[*SOURCES, "low confidence"],
+    ).rename_axis("source").reset_index()  # fmt: skip
+    lines = _table(counts)
+    if reads.get("lowest"):
+        lowest = pd.DataFrame(
+            {
+                "title": [r.get("title") for r in reads["lowest"]],
+                "read": [describe_read(r) for r in reads["lowest"]],
+            }
+        )
+        lines += [
+            "",
+            f"Least sure (below {LOW_CONFIDENCE}): check them, or pin them in attribute-map.yaml",
+            "",
+        ]
+        lines += _table(lowest)
+    return lines
 
 
 def _table(frame: pd.DataFrame) -> list[str]:

@@ -75,6 +75,19 @@ def test_frechet_distance_of_known_gaussians() -> None:
     assert frechet_distance(a, rng.normal(1.0, 2.0, size=(20000, 4))) == pytest.approx(8.0, rel=0.05)
 
 
+def test_heldout_words_are_in_none_of_the_readers_lists() -> None:
+    """The held-out half measures the reader on words it was not built with."""
+    from productgen.attributes import CATEGORY_NOUNS, GROUP_NOUNS
+    from productgen.paraphrase import HELDOUT_CATEGORY_WORDS, MERCHANT_LEAVES
+
+    listed = {n.casefold() for nouns in (*CATEGORY_NOUNS.values(), *GROUP_NOUNS.values()) for n in nouns}
+    listed |= set(CATEGORY_NOUNS)
+    heldout = {w for words in HELDOUT_CATEGORY_WORDS.values() for w in words}
+    heldout |= {leaf.casefold() for leaves in MERCHANT_LEAVES.values() for leaf in leaves[2:]}
+    assert not heldout & listed
+    assert {p.text for p in paraphrase_set(half="dev")}.isdisjoint({p.text for p in paraphrase_set()})
+
+
 def test_paraphrases_use_words_the_templates_never_use() -> None:
     prompts = paraphrase_set()
     template_nouns = {n.lower() for _, _, nouns in CATEGORIES for n in nouns}
@@ -104,6 +117,7 @@ def test_evaluate_writes_report_and_contact_sheet(
     assert {"category_ratio", "color_accuracy", "paraphrase_color_accuracy", "fid"} <= set(gate)
     metrics = json.loads((run / "eval.json").read_text())
     assert metrics["holdout"]["rows"] == 40 and metrics["paraphrase"]["prompts"] == 280
+    assert metrics["paraphrase"]["dev"]["prompts"] == 280
     assert 0 <= metrics["cas"]["accuracy"]["color"] <= 1 and metrics["holdout"]["fid"] > 0
     assert "| color |" in (run / "eval.md").read_text()
     sheet = Image.open(run / "contact-sheet.png")

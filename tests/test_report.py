@@ -39,3 +39,21 @@ def test_a_refused_model_shows_why_and_no_render() -> None:
     text = nightly_summary(_outcome(promotion=refused, published=None, gate=None, rejected=0))
     assert "REFUSED by the gate fid 30 is worse than 12" in text
     assert "| render |" not in text and "Rejected rows" not in text and "Quality of model" not in text
+
+
+def test_summary_shows_where_attributes_came_from_and_the_least_sure_rows() -> None:
+    reads = {
+        "rows": 100,
+        "category": {"map": 2, "field": 60, "title": 30, "nearest": 8, "low_confidence": 1},
+        "color": {"field": 70, "title": 20, "none": 10},
+        "lowest": [
+            {"title": "Gift | voucher", "category": "bag", "category_source": "nearest",
+             "category_confidence": 0.31, "color": None, "color_hex": None, "color_source": "none",
+             "color_confidence": 0.0},
+        ],
+    }  # fmt: skip
+    text = nightly_summary(_outcome(reads=reads))
+    assert "## What was read from the rows" in text
+    assert "| nearest | 8 | 0 |" in text and "| low confidence | 1 | 0 |" in text
+    assert "| Gift \\| voucher | colour -, category bag (nearest, 0.31)  [low confidence" in text
+    assert "What was read" not in nightly_summary(_outcome())

@@ -425,12 +425,15 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 def source_fingerprint(source: str, *, s3: S3Settings | None = None) -> str:
-    """What identifies a catalog's content: SHA-256 of a local file, ETag and size of an S3 object."""
+    """What identifies a catalog's content: SHA-256 of a local file (and of the attribute map beside
+    it, which changes what is read from the rows), ETag and size of an S3 object."""
     if not source.startswith("s3://"):
         digest = hashlib.sha256()
-        with Path(source).open("rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+        pinned = find_attribute_map(Path(source))
+        for path in (Path(source), *([pinned] if pinned and pinned.is_file() else [])):
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
         return digest.hexdigest()
     from productgen.storage import S3Settings, open_store
 
