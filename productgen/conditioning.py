@@ -25,7 +25,7 @@ import pandas as pd
 from productgen.attributes import AttributeReader
 from productgen.colors import rgb_to_lab, rgb_to_unit
 from productgen.snapshot import Snapshot
-from productgen.text import TextEncoder
+from productgen.text import TextEncoder, describe
 
 __all__ = [
     "PARTS",
@@ -217,7 +217,10 @@ def prompt_conditions(
         zero = np.zeros(config.text_dim, np.float32)
         return np.stack([vectors[v] if v else zero for v in values]).reshape(-1, config.text_dim)
 
-    description = encoder.encode(list(texts))
+    described = zip(texts, reads["color"], reads["category"], strict=True)
+    description = encoder.encode(
+        [describe(t, None, colour, None, category) for t, colour, category in described]
+    )
     conditions = conditions_from_reads(
         config, vocabulary, reads, description, named(reads["category"]), named(reads["color"])
     )

@@ -2,10 +2,12 @@
 
     snapshot rows -> describe() -> text -> cache hit? -> else encode -> the snapshot's embeddings
 
-The description is composed from the fields by one template (`describe`). Colour and category
-are also encoded on their own (few distinct values, so nearly free), for models that condition on
-attributes separately. The cache is keyed by (model id, hash of the exact text): only new or
-changed descriptions reach the model. Embeddings are float32 and L2-normalised.
+The description is composed by one template (`describe`) from the title, brand and size and the
+colour and category the attribute reader read (productgen.attributes): "Oxblood" and "Ladies >
+Footwear > Boots & Booties" are described as "oxblood" and "ankle boots", the words a model was
+trained on. Those two are also encoded on their own (few distinct values, so nearly free), for
+models that condition on attributes separately. The cache is keyed by (model id, hash of the
+exact text): only new or changed descriptions reach the model. Embeddings are float32 and L2-normalised.
 """
 
 from __future__ import annotations
@@ -221,9 +223,12 @@ def encode_snapshot(
     with atomic_path(snap.embeddings_path) as tmp, atomic_path(snap.reads_path) as reads_tmp:
         for batch in pq.ParquetFile(snap.valid_path).iter_batches(batch_size=_BATCH_ROWS, columns=columns):
             data = batch.to_pydict()
-            fields = zip(*(data[name] for name in DESCRIPTION_FIELDS), strict=True)
-            descriptions = [describe(*row) for row in fields]
             reads = reader.read(data["title"], data["color"], data["category"])
+            # the description names the colour and category as read, in the words training used
+            fields = zip(
+                data["title"], data["brand"], reads["color"], data["size"], reads["category"], strict=True
+            )
+            descriptions = [describe(*row) for row in fields]
             read_values = {"color": reads["color"].tolist(), "category": reads["category"].tolist()}
             texts = {_text_key(t): t for t in descriptions}
             for name in FIELD_COLUMNS:

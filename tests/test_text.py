@@ -95,13 +95,14 @@ def test_second_run_encodes_only_changed_descriptions(tmp_path: Path, encoder: T
 
 
 def test_cache_results_equal_fresh_results(tmp_path: Path, encoder: TextEncoder) -> None:
-    """What the cache returns is what the model computes."""
+    """What the cache returns is what the model computes; the description names what was read."""
     snapshot = _snapshot(tmp_path, ROWS)
     encode_snapshot(snapshot, tmp_path / "cache", EncodeConfig(), encoder=encoder)
     cached = Snapshot(snapshot).read_embeddings()
-    fresh = encoder.encode(
-        [describe(*r.split(",")[1:2], *[v or None for v in r.split(",")[2:]]) for r in ROWS]
-    )
+    texts = [describe(*r.split(",")[1:2], *[v or None for v in r.split(",")[2:]]) for r in ROWS]
+    assert texts[3] == "Plain tote"
+    texts[3] = "Plain tote | category: bag"  # "tote" names a bag: the description says so
+    fresh = encoder.encode(texts)
     np.testing.assert_allclose(cached, fresh, atol=1e-6)
 
 
