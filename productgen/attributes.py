@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from productgen.catalog.schema import CATEGORIES
-from productgen.colors import colour_names, colour_rgb, field_colour, find_colour
+from productgen.colors import colour_names, colour_rgb, field_colour, find_colour, without_colours
 from productgen.wordnet import WordNet, category_anchors, group_anchors
 
 if TYPE_CHECKING:
@@ -57,7 +57,6 @@ __all__ = [
     "describe_read",
     "find_attribute_map",
     "tally_lines",
-    "without_colour",
 ]
 
 # The product's categories (Fashion-MNIST's ten) and nouns that name them. Plurals and hyphens
@@ -95,7 +94,7 @@ CATEGORY_NOUNS: dict[str, tuple[str, ...]] = {
 GROUP_NOUNS: dict[str, tuple[str, ...]] = {
     "footwear": ("footwear", "shoes", "footgear"),
     "bags": ("bags", "accessories", "luggage", "handbags"),
-    "apparel": ("clothing", "apparel", "clothes", "garments", "menswear", "womenswear", "outerwear"),
+    "apparel": ("clothing", "apparel", "clothes", "garments", "menswear", "womenswear"),
 }
 _GROUP_OF = {name: group for name, group, _ in CATEGORIES}
 READ_COLUMNS = [
@@ -273,7 +272,8 @@ class AttributeReader:
         return None
 
     def _category_field(self, value: str) -> _Read | None:
-        segments = [s for s in _PATH_SEPARATORS.split(value) if s.strip()]
+        """The category a field names; a segment that names only a group ("Shoes") leaves it to the title."""
+        segments = [s for s in _PATH_SEPARATORS.split(value) if tuple(_words(s)) not in self._group_nouns]
         for segment in reversed(segments):  # a taxonomy path is most specific at its end
             exact = self._noun_index.get(tuple(_words(segment)))
             if exact:
@@ -414,7 +414,7 @@ class AttributeReader:
                 read = self._category_field(value) if value else None
                 if read is None and (noun := self._noun_in(title)):
                     read = _Read(noun, "title", 0.9)
-                if read is None and (noun := self._wordnet_noun(without_colour(title))):
+                if read is None and (noun := self._wordnet_noun(without_colours(title))):
                     read = _Read(noun, "title", 0.75)
                 memo[title, value] = read
             reads.append(memo[title, value])
@@ -427,7 +427,7 @@ class AttributeReader:
                 queries.append(segments[-1])
                 groups.append(self._group(segments))
             else:
-                queries.append(without_colour(titles[i]))
+                queries.append(without_colours(titles[i]))
                 groups.append(None)
         for i, query in zip(todo, queries, strict=True):
             close = self._close_noun(query)
@@ -471,15 +471,6 @@ class AttributeReader:
             "wordnet": sorted(self._anchors.items()),
         }
         return hashlib.blake2b(json.dumps(content, sort_keys=True).encode(), digest_size=8).hexdigest()
-
-
-def without_colour(text: str) -> str:
-    """`text` without the colour words it contains, so they do not pull a nearest-category match."""
-    found = find_colour(text)
-    if not found or found[0].startswith("#"):
-        return text
-    pattern = r"[\s-]+".join(re.escape(word) for word in found[0].split())
-    return " ".join(re.sub(pattern, " ", text, flags=re.IGNORECASE).split()) or text
 
 
 class ReadTally:

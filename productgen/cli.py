@@ -190,7 +190,7 @@ def encode_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
 ) -> None:
     """Encode every description of a snapshot; only new or changed ones reach the model."""
-    from productgen.attributes import tally_lines
+    from productgen.attributes import SOURCES, tally_lines
     from productgen.text import DEFAULT_MODEL, EncodeConfig, encode_snapshot
 
     cache_dir = cache or Path.home() / ".cache" / "productgen" / "embeddings"
@@ -201,7 +201,7 @@ def encode_cmd(
         _report(content, as_json, "")
         return
     _report({k: v for k, v in content.items() if k != "reads"}, as_json, f"encoded {snapshot}")
-    typer.echo("read from the rows (source: map, field, title, nearest, none)")
+    typer.echo(f"read from the rows (rows per source: {', '.join(SOURCES)})")
     for line in tally_lines(summary.reads):
         typer.echo(f"  {line}")
 
@@ -309,6 +309,7 @@ def render_cmd(
     from productgen.publish import PublishConfig, publish
     from productgen.registry import fetch_model
     from productgen.render import RenderConfig, RenderPipeline
+    from productgen.snapshot import Snapshot
     from productgen.storage import open_store
 
     config = PublishConfig(
@@ -329,6 +330,11 @@ def render_cmd(
             on_progress=lambda p: bar.update(task, completed=p.done, total=p.total),
         )  # fmt: skip
     _report(summary.to_json(), as_json, f"published to {summary.dest}")
+    if summary.low_confidence and not as_json:
+        typer.echo(
+            f"  note: {summary.low_confidence:,} rows were rendered from a colour or category read with low "
+            f"confidence; see {Snapshot(snapshot).reads_path}, or pin them in attribute-map.yaml"
+        )
 
 
 dev_app = typer.Typer(help="Local development services.", no_args_is_help=True)

