@@ -525,7 +525,7 @@ def describe_read(read: Mapping[str, object]) -> str:
         value, source = read.get(attribute), read.get(f"{attribute}_source")
         if not value:
             return f"{label} -"
-        confidence = float(read.get(f"{attribute}_confidence") or 0.0)
+        confidence = round(float(read.get(f"{attribute}_confidence") or 0.0), 2)
         how = f"{source}, {confidence:.2f}" if confidence < 0.9 else str(source)
         shade = f" {read['color_hex']}" if attribute == "color" and read.get("color_hex") else ""
         return f"{label} {value}{shade} ({how})"
