@@ -8,20 +8,28 @@ A part is written only after every upload in it succeeded, so the parts of a run
 still say exactly what it published. `published_index` reads the latest manifest plus the parts
 of runs that never finished; `ManifestWriter.finish` folds those parts into the new manifest and
 deletes them.
+
+Several runs may publish to one destination at once. Each finishes by merging its records with
+what the store records at that moment (the latest manifest and every unfinished part), and
+replaces `manifests/latest` only if it is still the pointer that merge read: a conditional write
+(If-Match, or If-None-Match for the first). A run that loses the race merges again. No lock is
+held, so a killed run blocks nobody.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import random
 import secrets
+import time
 from datetime import UTC, datetime
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from productgen.storage import ObjectStore
+from productgen.storage import ObjectStore, PreconditionFailed, StorageError
 
 __all__ = ["MANIFEST_COLUMNS", "ManifestWriter", "new_run_id", "published_index", "read_latest"]
 
@@ -128,14 +136,45 @@ class ManifestWriter:
         frame = pd.concat(self.frames, ignore_index=True)
         return pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False).to_pandas()
 
-    def finish(self, rows: pd.DataFrame, absorbed_parts: list[str], summary: dict[str, object]) -> str:
-        """Write the whole published state, point `manifests/latest` at it, drop absorbed parts."""
+    def finish(
+        self,
+        rows: pd.DataFrame,
+        absorbed_parts: list[str],
+        summary: dict[str, object],
+        *,
+        model_version: str | None = None,
+        attempts: int = 8,
+    ) -> tuple[str, int]:
+        """Merge `rows` into what the store records now, write it, point `manifests/latest` at it.
+
+        model_version: the manifest is the published state under one model; rows of other
+        versions that other runs recorded meanwhile are left out (None: keep every row).
+        Returns the manifest's key and its row count. Parts folded in are deleted afterwards.
+        """
         self.flush()
         key = f"{RUNS}{self.run_id}/manifest.parquet"
-        self.store.put(key, _to_bytes(rows), content_type=PARQUET)
-        pointer = {"run_id": self.run_id, "manifest": key, "rows": len(rows), **summary}
-        body = json.dumps(pointer, indent=2, default=str).encode()
-        self.store.put(LATEST, body, content_type="application/json")
-        for part in [*absorbed_parts, *self.parts]:
-            self.store.delete(part)
-        return key
+        for attempt in range(attempts):
+            current = self.store.head(LATEST)
+            others, parts = published_index(self.store)
+            if model_version is not None:
+                others = others[others["model_version"] == model_version]
+            merged = pd.concat([others, rows], ignore_index=True) if len(others) else rows
+            merged = merged.sort_values("rendered_at", kind="stable").drop_duplicates("key", keep="last")
+            self.store.put(key, _to_bytes(merged), content_type=PARQUET)
+            pointer = {"run_id": self.run_id, "manifest": key, "rows": len(merged), **summary}
+            body = json.dumps(pointer, indent=2, default=str).encode()
+            try:
+                self.store.put(
+                    LATEST, body, content_type="application/json",
+                    if_match=current.etag if current else None, if_none_match=current is None,
+                )  # fmt: skip
+            except PreconditionFailed:  # another run finished in between: merge with it again
+                time.sleep(random.uniform(0, 0.05 * 2**attempt))
+                continue
+            for part in dict.fromkeys([*absorbed_parts, *parts, *self.parts]):  # all in `merged`
+                self.store.delete(part)
+            return key, len(merged)
+        raise StorageError(
+            f"{self.store.uri}/{LATEST}: other runs replaced it {attempts} times while this run merged "
+            "its manifest; run again (nothing is rendered twice)"
+        )

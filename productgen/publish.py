@@ -240,6 +240,8 @@ def publish(
         low_confidence=int(plan.loc[plan["doubtful"], "sku"].nunique()),
         bytes=int(written["bytes"].sum()), seconds=time.perf_counter() - started, manifest="",
     )  # fmt: skip
-    key = writer.finish(rows, absorbed, {"model_version": version, "published": new, "dest": store.uri})
+    key, summary.images = writer.finish(
+        rows, absorbed, {"model_version": version, "published": new, "dest": store.uri}, model_version=version
+    )
     summary.manifest = f"{store.uri}/{key}"
     return summary

@@ -15,6 +15,7 @@ the endpoint or object and what to do; secrets are never printed.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ from productgen.atomic import atomic_path
 __all__ = [
     "LocalStore",
     "ObjectStore",
+    "PreconditionFailed",
     "S3Settings",
     "S3Store",
     "StorageError",
@@ -56,6 +58,10 @@ class StorageError(RuntimeError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class PreconditionFailed(StorageError):
+    """A conditional write found the object changed (or present) since the caller last read it."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +119,12 @@ class ObjectStore(Protocol):
         content_type: str = "application/octet-stream",
         cache_control: str | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> str: ...
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        """Write `body`; returns its ETag. if_match: only if the object's ETag is still this;
+        if_none_match: only if there is no object yet. Else PreconditionFailed, nothing written."""
+        ...
 
     def get(self, key: str) -> bytes: ...
 
@@ -198,6 +209,7 @@ def describe_error(error: Exception, what: str, settings: S3Settings) -> Storage
 
 
 _S3_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+_CONFLICTS = {"PreconditionFailed", "ConditionalRequestConflict"}  # 412, and 409 for racing writes
 
 
 class S3Store:
@@ -230,21 +242,43 @@ class S3Store:
         except _S3_ERRORS as e:
             raise describe_error(e, what, self.settings) from None
 
-    def put(self, key, body, *, content_type="application/octet-stream", cache_control=None, metadata=None):
-        """PUT with Content-MD5 (the server rejects a damaged body) and check the returned ETag."""
+    def put(
+        self,
+        key,
+        body,
+        *,
+        content_type="application/octet-stream",
+        cache_control=None,
+        metadata=None,
+        if_match=None,
+        if_none_match=False,
+    ):
+        """PUT with Content-MD5 (the server rejects a damaged body) and check the returned ETag.
+
+        Conditional writes use S3's If-Match / If-None-Match (AWS S3, MinIO and moto honour them).
+        """
         md5 = hashlib.md5(body, usedforsecurity=False)
         extra = {"CacheControl": cache_control} if cache_control else {}
-        response = self._call(
-            f"{self.uri}/{key}",
-            self.client.put_object,
-            Bucket=self.bucket,
-            Key=self._key(key),
-            Body=body,
-            ContentMD5=base64.b64encode(md5.digest()).decode(),
-            ContentType=content_type,
-            Metadata=metadata or {},
-            **extra,
-        )
+        if if_match is not None:
+            extra["IfMatch"] = f'"{if_match}"'
+        if if_none_match:
+            extra["IfNoneMatch"] = "*"
+        try:
+            response = self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=body,
+                ContentMD5=base64.b64encode(md5.digest()).decode(),
+                ContentType=content_type,
+                Metadata=metadata or {},
+                **extra,
+            )
+        except botocore.exceptions.ClientError as e:
+            if e.response.get("Error", {}).get("Code") in _CONFLICTS:
+                raise PreconditionFailed(f"{self.uri}/{key}: changed since it was read") from None
+            raise describe_error(e, f"{self.uri}/{key}", self.settings) from None
+        except botocore.exceptions.BotoCoreError as e:
+            raise describe_error(e, f"{self.uri}/{key}", self.settings) from None
         etag = response["ETag"].strip('"')
         if etag != md5.hexdigest():
             raise StorageError(f"{self.uri}/{key}: the store's ETag {etag} does not match the bytes sent")
@@ -310,7 +344,32 @@ class LocalStore:
     def _meta(self, key: str) -> Path:
         return self.root / ".meta" / f"{key}.json"
 
-    def put(self, key, body, *, content_type="application/octet-stream", cache_control=None, metadata=None):
+    def put(
+        self,
+        key,
+        body,
+        *,
+        content_type="application/octet-stream",
+        cache_control=None,
+        metadata=None,
+        if_match=None,
+        if_none_match=False,
+    ):
+        """Write through a temporary file; a conditional write holds the folder's lock (flock)."""
+        if if_match is None and not if_none_match:
+            return self._write(key, body, content_type, cache_control, metadata)
+        lock = self.root / ".meta" / ".lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with lock.open("a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+            current = self.head(key)
+            if (if_none_match and current) or (
+                if_match is not None and (not current or current.etag != if_match)
+            ):
+                raise PreconditionFailed(f"{self.uri}/{key}: changed since it was read")
+            return self._write(key, body, content_type, cache_control, metadata)
+
+    def _write(self, key, body, content_type, cache_control, metadata) -> str:
         path = self._path(key)
         etag = hashlib.md5(body, usedforsecurity=False).hexdigest()
         meta = {"content_type": content_type, "cache_control": cache_control, "metadata": metadata or {}}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from productgen.manifest import ManifestWriter, new_run_id, published_index, read_latest
-from productgen.storage import open_store
+from productgen.storage import PreconditionFailed, open_store
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -30,7 +33,8 @@ def test_parts_are_written_per_chunk_and_finish_folds_them(tmp_path: Path) -> No
     assert len(index) == 4 and unfinished == parts  # a killed run's parts still count
 
     written = writer.written()
-    key = writer.finish(written, unfinished, {"model_version": "m1"})
+    key, rows = writer.finish(written, unfinished, {"model_version": "m1"})
+    assert rows == 5
     assert [o.key for o in store.list("manifests/runs/")] == [key]  # parts gone, manifest kept
     assert read_latest(store)["manifest"] == key and read_latest(store)["rows"] == 5
     index, unfinished = published_index(store)
@@ -54,3 +58,59 @@ def test_run_ids_sort_by_start_time_and_are_unique() -> None:
     ids = [new_run_id() for _ in range(50)]
     assert len(set(ids)) == 50
     assert all(i[:16] >= ids[0][:16] for i in ids)  # the UTC start second leads
+
+
+class _LatestHeldBack:
+    """A real store whose first write of manifests/latest waits until `release` is set: the
+    moment another run finishes in between (the race two renders to one prefix run)."""
+
+    def __init__(self, store, release: threading.Event, reached: threading.Event) -> None:
+        self.store, self.release, self.reached, self.held = store, release, reached, False
+        self.uri = store.uri
+
+    def put(self, key, body, **kwargs):
+        if key == "manifests/latest" and not self.held:
+            self.held = True
+            self.reached.set()
+            assert self.release.wait(30)
+        return self.store.put(key, body, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_two_runs_finishing_at_once_both_land_in_the_manifest(kind: str, tmp_path: Path, s3_env) -> None:
+    uri = str(tmp_path / "store") if kind == "local" else f"s3://race-{tmp_path.name[-8:].lower()}/out"
+    store = open_store(uri, s3_env, create_bucket=True)
+    first = ManifestWriter(store, "run-a")
+    first.add([_record("m1/base.png", "run-a", 0)])
+    first.finish(first.written(), [], {})
+
+    release, reached = threading.Event(), threading.Event()
+    slow = ManifestWriter(_LatestHeldBack(store, release, reached), "run-b")
+    slow.add([_record(f"m1/b{i}.png", "run-b", 10 + i) for i in range(3)])
+    fast = ManifestWriter(store, "run-c")
+    fast.add([_record(f"m1/c{i}.png", "run-c", 20 + i) for i in range(3)])
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(b=slow.finish(slow.written(), [], {})))
+    thread.start()
+    assert reached.wait(30)  # run-b merged what it saw and is about to replace latest
+    fast.finish(fast.written(), [], {})  # run-c finishes first
+    release.set()
+    thread.join(30)
+    index, unfinished = published_index(store)
+    expected = ["m1/b0.png", "m1/b1.png", "m1/b2.png", "m1/base.png", "m1/c0.png", "m1/c1.png", "m1/c2.png"]
+    assert sorted(index["key"]) == expected and unfinished == []
+    assert result["b"][1] == 7 and read_latest(store)["run_id"] == "run-b"
+
+
+def test_a_conditional_write_refuses_a_changed_object(tmp_path: Path, s3_env) -> None:
+    for uri in (str(tmp_path / "store"), f"s3://cond-{tmp_path.name[-8:].lower()}"):
+        store = open_store(uri, s3_env, create_bucket=True)
+        etag = store.put("k", b"1", if_none_match=True)
+        with pytest.raises(PreconditionFailed):
+            store.put("k", b"2", if_none_match=True)
+        with pytest.raises(PreconditionFailed):
+            store.put("k", b"2", if_match="0" * 32)
+        assert store.put("k", b"3", if_match=etag) and store.get("k") == b"3"

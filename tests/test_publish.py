@@ -177,3 +177,33 @@ def test_cli_renders_and_reports_bad_input_in_one_line(
     ]:
         assert result.returncode == 2 and expected in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_two_renders_to_one_prefix_at_once_lose_nothing(
+    tiny_snapshot: Path, tiny_run: Path, text_encoder, tmp_path: Path, s3_env: S3Settings
+) -> None:
+    """The fault probe's case: disjoint halves rendered at the same time into one prefix; every
+    object in the bucket is in the manifest and the manifest names nothing else."""
+    from productgen.snapshot import Snapshot
+
+    rows = Snapshot(tiny_snapshot).read_rows()
+    root = str(Snapshot(tiny_snapshot).image_root())
+    halves = []
+    for name, part in (("a", rows.iloc[::2]), ("b", rows.iloc[1::2])):
+        part.drop(columns=["content_hash", "source_row"]).to_parquet(tmp_path / f"{name}.parquet")
+        ingest(tmp_path / f"{name}.parquet", tmp_path / name, image_root=root)
+        encode_snapshot(tmp_path / name, tmp_path / "cache", EncodeConfig(), encoder=text_encoder)
+        halves.append(tmp_path / name)
+    dest = "s3://race-bucket/p"
+    store = open_store(dest, s3_env, create_bucket=True)
+    command = [sys.executable, "-m", "productgen", "render", "--model", str(tiny_run), "--dest", dest]
+    renders = [
+        subprocess.Popen([*command, str(half)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for half in halves
+    ]
+    outcomes = [r.communicate(timeout=300) for r in renders]
+    assert [r.returncode for r in renders] == [0, 0], [stderr for _, stderr in outcomes]
+    manifest = _manifest(store)
+    assert set(manifest["key"]) == _image_keys(store) and len(manifest) == len(rows) == 280
+    assert not [o.key for o in store.list("manifests/runs/") if "/part-" in o.key]  # parts folded in

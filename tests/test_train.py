@@ -204,6 +204,9 @@ def test_cli_trains_resumes_and_samples(tiny_snapshot: Path, tmp_path: Path) -> 
     assert json.loads(again.stdout.strip().splitlines()[-1])["step"] == 3, again.stderr
     sample = cli("sample", run, "--text", "navy coat", "-n", "2", "--out", str(tmp_path / "s.png"))
     assert sample.returncode == 0, sample.stderr
-    assert "colour navy #01153e (title), category coat (title)" in sample.stdout and (tmp_path / "s.png").is_file()
+    assert (
+        "colour navy #01153e (title), category coat (title)" in sample.stdout
+        and (tmp_path / "s.png").is_file()
+    )
     bad = cli("train", str(tiny_snapshot), "--out", str(tmp_path / "r2"), "--set", "batchsize=3")
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown training setting(s) batchsize")
