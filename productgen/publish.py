@@ -30,7 +30,7 @@ from productgen.attributes import LOW_CONFIDENCE
 from productgen.manifest import ManifestWriter, new_run_id, published_index
 from productgen.render import RenderConfig, RenderPipeline, encode_image, noise_seed
 from productgen.snapshot import Snapshot
-from productgen.storage import ObjectStore
+from productgen.storage import ObjectStore, PreconditionFailed
 
 __all__ = ["PublishConfig", "PublishProgress", "PublishSummary", "image_key", "publish"]
 
@@ -66,6 +66,8 @@ class PublishSummary:
     unchanged: int  # already published with the same description and model
     recovered: int  # written by a killed run, adopted without rewriting
     low_confidence: int  # rows rendered from a colour or category read with low confidence
+    retried_writes: int  # writes the store needed more than one attempt for (a flaky store)
+    adopted_writes: int  # of those, images whose first attempt had landed: kept, not written twice
     bytes: int
     seconds: float
     manifest: str
@@ -147,6 +149,33 @@ def _recover(store: ObjectStore, todo: pd.DataFrame, model_version: str, run_id:
     return records
 
 
+def _put_once(
+    store: ObjectStore,
+    key: str,
+    body: bytes,
+    sha256: str,
+    expected: str | None,
+    metadata: dict[str, str],
+    content_type: str,
+    adopted: list[str],
+) -> str:
+    """Write an image once: only if the key is still absent (or still holds what the manifest
+    recorded). When a retry finds this very image already there (its first attempt landed and
+    the answer was lost), it is adopted, not written a second time; another writer's object is
+    replaced, as a plain write would."""
+    try:
+        return store.put(
+            key, body, content_type=content_type, cache_control=CACHE_CONTROL, metadata=metadata,
+            if_match=expected, if_none_match=expected is None,
+        )  # fmt: skip
+    except PreconditionFailed:
+        head = store.head(key)
+        if head is not None and head.metadata.get("sha256") == sha256:
+            adopted.append(key)
+            return head.etag
+        return store.put(key, body, content_type=content_type, cache_control=CACHE_CONTROL, metadata=metadata)
+
+
 def _record(item: dict, run_id: str, model_version: str, sha256: str, size: int, etag: str) -> dict:
     return {
         "sku": item["sku"], "variant": int(item["variant"]), "key": item["key"], "sha256": sha256,
@@ -182,6 +211,9 @@ def publish(
     todo = todo[~todo["key"].isin({r["key"] for r in recovered})].reset_index(drop=True)
 
     # 4. render in this thread, encode + upload on the pool, at most max_in_flight images pending
+    known = dict(zip(index["key"], index["etag"], strict=True))  # what each key held when recorded
+    adopted: list[str] = []  # writes that landed although the store's answer was lost
+    retried_before = store.retried_writes
     slots = threading.BoundedSemaphore(config.max_in_flight)
     lock, completed, failures = threading.Lock(), [], []
 
@@ -189,10 +221,10 @@ def publish(
         try:
             body = encode_image(pixels, config.render)
             sha256 = hashlib.sha256(body).hexdigest()
-            etag = store.put(
-                item["key"], body, content_type=config.render.content_type, cache_control=CACHE_CONTROL,
-                metadata=_metadata(item, version, sha256),
-            )  # fmt: skip
+            metadata, expected = _metadata(item, version, sha256), known.get(item["key"])
+            etag = _put_once(
+                store, item["key"], body, sha256, expected, metadata, config.render.content_type, adopted
+            )
             with lock:
                 completed.append(_record(item, run_id, version, sha256, len(body), etag))
         except Exception as e:  # the first failure stops the run; in-flight work still lands
@@ -238,6 +270,7 @@ def publish(
         run_id=run_id, dest=store.uri, model_version=version, rows=int(plan["sku"].nunique()),
         images=len(rows), published=new, unchanged=unchanged, recovered=len(recovered),
         low_confidence=int(plan.loc[plan["doubtful"], "sku"].nunique()),
+        retried_writes=store.retried_writes - retried_before, adopted_writes=len(adopted),
         bytes=int(written["bytes"].sum()), seconds=time.perf_counter() - started, manifest="",
     )  # fmt: skip
     key, summary.images = writer.finish(

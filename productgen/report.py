@@ -138,8 +138,12 @@ def nightly_summary(outcome: NightlyOutcome) -> str:
         lines.append(
             f"| render | {p['published']:,} published, {p['unchanged']:,} unchanged, "
             f"{p['recovered']:,} recovered; {p['images']:,} images under model "
-            f"{p['model_version']} ({p['images_per_s']:,.0f} img/s) |"
-        )
+            f"{p['model_version']} ({p['images_per_s']:,.0f} img/s)"
+            + (f"; {p['retried_writes']:,} writes retried, {p['adopted_writes']:,} of them had landed"
+               if p.get("retried_writes") else "")
+            + (f"; {p['low_confidence']:,} rows from low-confidence reads" if p.get("low_confidence") else "")
+            + " |"
+        )  # fmt: skip
         lines.append(f"| manifest | `{p['manifest']}` |")
     if o.reads:
         lines += ["", "## What was read from the rows", "", *_reads_table(o.reads)]

@@ -19,7 +19,10 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import re
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +113,7 @@ class ObjectStore(Protocol):
     """Keys are relative to the store's root (`uri`); '/' separates folders."""
 
     uri: str
+    retried_writes: int  # writes that took more than one attempt (the store was flaky)
 
     def put(
         self,
@@ -210,6 +214,19 @@ def describe_error(error: Exception, what: str, settings: S3Settings) -> Storage
 
 _S3_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 _CONFLICTS = {"PreconditionFailed", "ConditionalRequestConflict"}  # 412, and 409 for racing writes
+_OUTER_ATTEMPTS = 10
+
+
+def _worth_another_try(error: Exception) -> bool:
+    """A dropped connection or a server-side failure, not a timeout and not a refusal."""
+    if isinstance(error, botocore.exceptions.ReadTimeoutError | botocore.exceptions.ConnectTimeoutError):
+        return False
+    if isinstance(error, botocore.exceptions.ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or error.response.get("Error", {}).get("Code") in {"SlowDown", "Throttling"}
+    return isinstance(
+        error, botocore.exceptions.ConnectionClosedError | botocore.exceptions.EndpointConnectionError
+    )
 
 
 class S3Store:
@@ -218,6 +235,8 @@ class S3Store:
     def __init__(self, bucket: str, prefix: str, settings: S3Settings, *, create_bucket: bool = False):
         self.bucket, self.prefix, self.settings = bucket, prefix.strip("/"), settings
         self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.retried_writes = 0
+        self._count_lock = threading.Lock()
         self.client = s3_client(settings)
         try:
             self.client.head_bucket(Bucket=bucket)
@@ -238,9 +257,27 @@ class S3Store:
 
     def _call(self, what: str, fn, **kwargs):
         try:
-            return fn(**kwargs)
+            return self._request(fn, **kwargs)
         except _S3_ERRORS as e:
             raise describe_error(e, what, self.settings) from None
+
+    def _request(self, fn, **kwargs):
+        """One boto3 call, tried again after a dropped connection or a 5xx / SlowDown answer.
+
+        boto3 retries those itself, but its retry quota (500 tokens, 5-10 a retry) runs dry on
+        a store that fails a few requests in ten; these tries come after. A call that timed out
+        is not tried again here: its attempts already took max_attempts x the timeouts.
+        """
+        for attempt in range(_OUTER_ATTEMPTS):
+            try:
+                return fn(**kwargs)
+            except _S3_ERRORS as e:
+                if attempt + 1 == _OUTER_ATTEMPTS or not _worth_another_try(e):
+                    raise
+                if fn == self.client.put_object:
+                    self._count_retries({"ResponseMetadata": {"RetryAttempts": 1}})
+                time.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))
+        raise AssertionError("unreachable")
 
     def put(
         self,
@@ -264,7 +301,8 @@ class S3Store:
         if if_none_match:
             extra["IfNoneMatch"] = "*"
         try:
-            response = self.client.put_object(
+            response = self._request(
+                self.client.put_object,
                 Bucket=self.bucket,
                 Key=self._key(key),
                 Body=body,
@@ -274,15 +312,22 @@ class S3Store:
                 **extra,
             )
         except botocore.exceptions.ClientError as e:
+            self._count_retries(e.response)
             if e.response.get("Error", {}).get("Code") in _CONFLICTS:
                 raise PreconditionFailed(f"{self.uri}/{key}: changed since it was read") from None
             raise describe_error(e, f"{self.uri}/{key}", self.settings) from None
         except botocore.exceptions.BotoCoreError as e:
             raise describe_error(e, f"{self.uri}/{key}", self.settings) from None
+        self._count_retries(response)
         etag = response["ETag"].strip('"')
         if etag != md5.hexdigest():
             raise StorageError(f"{self.uri}/{key}: the store's ETag {etag} does not match the bytes sent")
         return etag
+
+    def _count_retries(self, response: Mapping) -> None:
+        if response.get("ResponseMetadata", {}).get("RetryAttempts", 0):
+            with self._count_lock:
+                self.retried_writes += 1
 
     def get(self, key: str) -> bytes:
         what = f"{self.uri}/{key}"
@@ -291,7 +336,7 @@ class S3Store:
 
     def head(self, key: str) -> StoredObject | None:
         try:
-            r = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            r = self._request(self.client.head_object, Bucket=self.bucket, Key=self._key(key))
         except botocore.exceptions.ClientError as e:
             if e.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
                 return None
@@ -304,14 +349,20 @@ class S3Store:
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
         """Every object under `prefix` (no metadata: S3 listings do not carry it)."""
         root = f"{self.prefix}/" if self.prefix else ""
-        paginator = self.client.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=self.bucket, Prefix=root + prefix)
-        try:
-            for page in pages:
-                for item in page.get("Contents", []):
-                    yield StoredObject(item["Key"][len(root) :], item["Size"], item["ETag"].strip('"'))
-        except _S3_ERRORS as e:
-            raise describe_error(e, f"{self.uri}/{prefix}", self.settings) from None
+        token: dict[str, str] = {}
+        while True:  # page by page, each page tried again like any call
+            page = self._call(
+                f"{self.uri}/{prefix}",
+                self.client.list_objects_v2,
+                Bucket=self.bucket,
+                Prefix=root + prefix,
+                **token,
+            )
+            for item in page.get("Contents", []):
+                yield StoredObject(item["Key"][len(root) :], item["Size"], item["ETag"].strip('"'))
+            if not page.get("IsTruncated"):
+                return
+            token = {"ContinuationToken": page["NextContinuationToken"]}
 
     def delete(self, key: str) -> None:
         self._call(f"{self.uri}/{key}", self.client.delete_object, Bucket=self.bucket, Key=self._key(key))
@@ -329,6 +380,8 @@ class LocalStore:
     A write goes to a temporary file that replaces the object in one rename, so a reader sees the
     old bytes or the new, never part of them.
     """
+
+    retried_writes = 0  # a folder write is not retried
 
     def __init__(self, root: Path):
         self.root = root.resolve()
