@@ -64,7 +64,7 @@ demo: setup
 serve: setup
 	$(PY) -m flows.local serve --build $(BUILD)
 
-# Stop the background services `make demo` / `make serve` started (the S3 server saves its data).
+# Stop the background services `make demo` / `make serve` started (the S3 server's data is already on disk).
 stop:
 	$(PY) -m flows.local stop --build $(BUILD)
 

@@ -2,7 +2,7 @@
 
     1. the demo catalog (Fashion-MNIST's 70,000 product photos) in build/demo, built once
     2. the local S3 server on 127.0.0.1:9000, started in the background unless one is running;
-       it saves its buckets to build/s3-data when stopped (`make stop`) and loads them at start
+       its buckets are files in build/s3-data, written before each write is acknowledged
     3. the nightly flow: ingest, encode, train (cpu-demo, time-boxed), evaluate + gate, render, publish
     4. where the images, manifest, report and contact sheet are
 

@@ -46,18 +46,19 @@ def _start(
 
 
 def ensure_local_s3(port: int, build: Path) -> dict[str, str]:
-    """The AWS_* variables of the local S3 server; started (saving to build/s3-data) unless running."""
+    """The AWS_* variables of the local S3 server; started (its buckets in build/s3-data) unless running."""
     url = f"http://127.0.0.1:{port}"
     if not listening(port):
         data = build / "s3-data"
         command = [sys.executable, "-m", "productgen", "dev", "s3", "--port", str(port), "--data", str(data)]
 
-        def ready() -> bool:  # restoring a saved store can take minutes
+        def ready() -> bool:
             return listening(port) and b"local S3 server on" in (build / "s3.log").read_bytes()[-4096:]
 
         _start("s3", command, build, ready)
         print(
-            f"started the local S3 server on {url} (log {build / 's3.log'}; `make stop` saves and stops it)"
+            f"started the local S3 server on {url} (data {build / 's3-data'}, log {build / 's3.log'}; "
+            "`make stop` stops it)"
         )
     return {"AWS_ENDPOINT_URL": url, "AWS_DEFAULT_REGION": "us-east-1", **DEV_CREDENTIALS}
 
@@ -99,14 +100,14 @@ def running(pid: int) -> bool:
 
 
 def stop(build: Path) -> None:
-    """SIGTERM what was started in the background; the S3 server saves its buckets first."""
+    """SIGTERM what was started in the background (the S3 server's data is already on disk)."""
     for name in ("prefect-server", "s3"):
         pid_file = build / f"{name}.pid"
         if pid_file.is_file():
             pid = int(pid_file.read_text())
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            for _ in range(1200):  # saving a large store takes a while
+            for _ in range(120):
                 if not running(pid):
                     break
                 time.sleep(0.5)

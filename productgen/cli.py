@@ -347,37 +347,41 @@ def dev_s3_cmd(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 9000,
     bucket: Annotated[list[str] | None, typer.Option(help="Bucket to create; repeat for several.")] = None,
     data: Annotated[
-        Path | None, typer.Option(help="Folder to load the buckets from at start and save them to at stop.")
+        Path | None,
+        typer.Option(help="Folder that holds the buckets (kept across restarts); default: a temporary one."),
     ] = None,
 ) -> None:
-    """Run a local S3-compatible server (moto) until Ctrl-C or SIGTERM; print the variables to export."""
+    """Run a local disk-backed S3-compatible server until Ctrl-C or SIGTERM; print the variables to export."""
     import signal
+    import tempfile
 
-    from productgen.devs3 import start_local_s3
+    from productgen.devs3 import DEV_CREDENTIALS
+    from productgen.disks3 import DiskS3
     from productgen.storage import S3Settings, open_store
 
-    server = start_local_s3(port)
-    os.environ.update(server.env)  # this process creates the buckets with the same credentials
-    if data:
-        typer.echo(f"restored {server.restore(data):,} objects from {data}")
+    scratch = None if data else tempfile.TemporaryDirectory(prefix="productgen-s3-")
+    folder = data or Path(scratch.name)
+    server = DiskS3(folder, port=port).start()
+    env = {"AWS_ENDPOINT_URL": server.url, **DEV_CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1"}
+    os.environ.update(env)  # this process creates the buckets with the same credentials
     for name in bucket or []:
         open_store(f"s3://{name}", S3Settings(endpoint_url=server.url), create_bucket=True)
-    where = f"saved to {data} at stop" if data else "in memory until it stops"
-    typer.echo(f"local S3 server on {server.url} (data {where}); in another shell:")
-    for key, value in server.env.items():
+    where = f"in {folder}, written before each write is acknowledged" if data else "in a temporary folder"
+    typer.echo(f"local S3 server on {server.url} ({server.objects:,} objects {where}); in another shell:")
+    for key, value in env.items():
         typer.echo(f"  export {key}={value}")
 
     def stop_on_sigterm(*_: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` saves like Ctrl-C
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        if data:
-            typer.echo(f"saved {server.save(data):,} objects to {data}")
         server.stop()
+        if scratch:
+            scratch.cleanup()
 
 
 @app.command("evaluate")

@@ -468,6 +468,10 @@ class LocalStore:
         self._path(key).unlink(missing_ok=True)
         self._meta(key).unlink(missing_ok=True)
 
+    def modified(self, key: str) -> float:
+        """When the object was last written (seconds since the epoch)."""
+        return self._path(key).stat().st_mtime
+
     def url(self, key: str, expires_s: int = 7 * 24 * 3600) -> str:
         return self._path(key).as_uri()
 

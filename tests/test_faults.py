@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from productgen.disks3 import DiskS3
 from productgen.manifest import read_latest
 from productgen.publish import PublishConfig, publish
 from productgen.render import RenderPipeline
@@ -21,15 +22,26 @@ def _manifest_keys(store) -> set[str]:
     return set(pq.read_table(io.BytesIO(store.get(latest["manifest"]))).column("key").to_pylist())
 
 
+@pytest.fixture(params=["moto", "disk"])
+def s3_server(request: pytest.FixtureRequest, s3_endpoint: str, s3_env: S3Settings, tmp_path: Path):
+    """The endpoint of a real S3 protocol server: moto's, or the laptop's disk-backed one."""
+    if request.param == "moto":
+        yield s3_endpoint
+        return
+    server = DiskS3(tmp_path / "s3-data").start()
+    yield server.url
+    server.stop()
+
+
 @pytest.mark.slow
 def test_a_flaky_store_gets_every_image_once_and_the_summary_counts_the_retries(
-    tiny_snapshot: Path, tiny_run: Path, s3_endpoint: str, s3_env: S3Settings
+    tiny_snapshot: Path, tiny_run: Path, s3_server: str, s3_env: S3Settings
 ) -> None:
     """10% of requests refused, 15% answered by the server but the answer lost: every image lands,
     the server accepts one write per image (a retry that finds its own image adopts it), and the
     bucket equals the manifest."""
-    direct = open_store("s3://flaky-bucket/p", s3_env, create_bucket=True)
-    with FaultProxy(s3_endpoint, refuse=0.10, drop=0.15, seed=1) as proxy:
+    direct = open_store("s3://flaky-bucket/p", S3Settings(endpoint_url=s3_server), create_bucket=True)
+    with FaultProxy(s3_server, refuse=0.10, drop=0.15, seed=1) as proxy:
         flaky = open_store("s3://flaky-bucket/p", S3Settings(endpoint_url=proxy.url, max_attempts=12))
         summary = publish(tiny_snapshot, RenderPipeline.from_run(tiny_run), flaky, PublishConfig())
     images = {o.key for o in direct.list() if not o.key.startswith("manifests/")}

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from productgen.disks3 import DiskS3
 from productgen.manifest import ManifestWriter, new_run_id, published_index, read_latest
-from productgen.storage import PreconditionFailed, open_store
+from productgen.storage import PreconditionFailed, S3Settings, open_store
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -79,10 +80,14 @@ class _LatestHeldBack:
         return getattr(self.store, name)
 
 
-@pytest.mark.parametrize("kind", ["local", "s3"])
+@pytest.mark.parametrize("kind", ["local", "s3", "disk-s3"])
 def test_two_runs_finishing_at_once_both_land_in_the_manifest(kind: str, tmp_path: Path, s3_env) -> None:
-    uri = str(tmp_path / "store") if kind == "local" else f"s3://race-{tmp_path.name[-8:].lower()}/out"
-    store = open_store(uri, s3_env, create_bucket=True)
+    uri = (
+        str(tmp_path / "store") if kind == "local" else f"s3://race-{kind}-{sum(map(ord, tmp_path.name))}/out"
+    )
+    disk = DiskS3(tmp_path / "disk").start() if kind == "disk-s3" else None
+    settings = S3Settings(endpoint_url=disk.url) if disk else s3_env
+    store = open_store(uri, settings, create_bucket=True)
     first = ManifestWriter(store, "run-a")
     first.add([_record("m1/base.png", "run-a", 0)])
     first.finish(first.written(), [], {})
@@ -103,10 +108,12 @@ def test_two_runs_finishing_at_once_both_land_in_the_manifest(kind: str, tmp_pat
     expected = ["m1/b0.png", "m1/b1.png", "m1/b2.png", "m1/base.png", "m1/c0.png", "m1/c1.png", "m1/c2.png"]
     assert sorted(index["key"]) == expected and unfinished == []
     assert result["b"][1] == 7 and read_latest(store)["run_id"] == "run-b"
+    if disk:
+        disk.stop()
 
 
 def test_a_conditional_write_refuses_a_changed_object(tmp_path: Path, s3_env) -> None:
-    for uri in (str(tmp_path / "store"), f"s3://cond-{tmp_path.name[-8:].lower()}"):
+    for uri in (str(tmp_path / "store"), f"s3://cond-{sum(map(ord, tmp_path.name))}"):
         store = open_store(uri, s3_env, create_bucket=True)
         etag = store.put("k", b"1", if_none_match=True)
         with pytest.raises(PreconditionFailed):

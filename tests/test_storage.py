@@ -129,31 +129,6 @@ def test_unknown_destination_scheme_is_refused() -> None:
         open_store("ftp://host/dir")
 
 
-@pytest.mark.slow
-def test_dev_server_saves_and_restores_its_buckets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`productgen dev s3 --data DIR`: objects, content types and metadata survive a restart."""
-    from productgen.devs3 import DEV_CREDENTIALS, start_local_s3
-
-    for key, value in DEV_CREDENTIALS.items():
-        monkeypatch.setenv(key, value)
-    server = start_local_s3()
-    try:
-        settings = S3Settings(endpoint_url=server.url)
-        store = open_store("s3://persisted/p", settings, create_bucket=True)
-        store.put("a.png", b"png-bytes", content_type="image/png", metadata={"sku": "A"})
-        store.put("m/latest", b"{}", content_type="application/json")
-        assert server.save(tmp_path / "data") >= 2
-        for obj in list(store.list()):
-            store.delete(obj.key)
-        assert not list(store.list())
-        assert server.restore(tmp_path / "data") >= 2
-        head = store.head("a.png")
-        assert store.get("a.png") == b"png-bytes" and head.content_type == "image/png"
-        assert head.metadata == {"sku": "A"} and store.get("m/latest") == b"{}"
-    finally:
-        server.stop()
-
-
 def test_local_store_files_are_readable_like_any_other_file(tmp_path: Path) -> None:
     """Atomic writes must not leave objects private to the writer (a web server reads them)."""
     import os
