@@ -102,7 +102,10 @@ def train_model(snapshot: str, run_dir: str, preset: str, max_minutes: float) ->
 @task
 def evaluate_model(run_dir: str, snapshot: str, judge_epochs: int) -> dict:
     """eval.json, eval.md and the contact sheet in the run folder; returns the metrics."""
-    evaluation = evaluate_run(Path(run_dir), Path(snapshot), EvalConfig(judge_epochs=judge_epochs))
+    logger = get_run_logger()
+    evaluation = evaluate_run(
+        Path(run_dir), Path(snapshot), EvalConfig(judge_epochs=judge_epochs), on_progress=logger.info
+    )
     write_report(evaluation, Path(run_dir))
     return evaluation.metrics
 

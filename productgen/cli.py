@@ -397,7 +397,10 @@ def evaluate_cmd(
     from productgen.evaluate import EvalConfig, evaluate_run
     from productgen.report import write_report
 
-    evaluation = evaluate_run(run, snapshot, EvalConfig(judge_epochs=judge_epochs, holdout_rows=holdout_rows))
+    config = EvalConfig(judge_epochs=judge_epochs, holdout_rows=holdout_rows)
+    evaluation = evaluate_run(
+        run, snapshot, config, on_progress=lambda line: typer.echo(f"  {line}", err=True)
+    )
     paths = write_report(evaluation, run)
     summary = {**evaluation.metrics["gate"], **{k: str(v) for k, v in paths.items()}}
     _report(summary, as_json, f"evaluated {run} (model {evaluation.metrics['model_version']})")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,14 +151,28 @@ def _subset(data: TrainingSet, index: torch.Tensor) -> TrainingSet:
 
 
 def evaluate_run(
-    run_dir: Path, snapshot: Path, config: EvalConfig = EvalConfig(), *, encoder: TextEncoder | None = None
+    run_dir: Path,
+    snapshot: Path,
+    config: EvalConfig = EvalConfig(),
+    *,
+    encoder: TextEncoder | None = None,
+    on_progress: Callable[[str], None] | None = None,
 ) -> Evaluation:
-    """Every quality number for one trained model on one snapshot's real photos."""
+    """Every quality number for one trained model on one snapshot's real photos.
+
+    on_progress: called with a line as each step starts and ends (with seconds so far).
+    """
     started = time.perf_counter()
+
+    def say(line: str) -> None:
+        if on_progress is not None:
+            on_progress(f"{line} ({time.perf_counter() - started:.0f} s)")
+
     pipeline = RenderPipeline.from_run(run_dir, encoder=encoder)
     conditioning = pipeline.conditioner.config
     size = pipeline.image_size
-    judge = load_or_train_judge(snapshot, size, epochs=config.judge_epochs)
+    judge = load_or_train_judge(snapshot, size, epochs=config.judge_epochs, on_progress=say)
+    say("judge ready; rendering the holdout descriptions")
     holdout = load_training_set(snapshot, size, conditioning, exclude_split="train")
     train = load_training_set(snapshot, size, conditioning, exclude_split="holdout")
     if config.holdout_rows is not None:
@@ -172,12 +187,14 @@ def evaluate_run(
         judge, renders, labels, holdout.images, train.images[picked[:f]], k=config.k, rows=f
     )
 
+    say(f"rendered and judged {len(renders):,} holdout descriptions; training CAS on renders")
     # 2. CAS: a classifier that only ever saw renders, tested on real photos
     cas_set = _subset(train, picked[: config.cas_rows])
     cas_renders = render_rows(pipeline, cas_set.conditions.numpy(), cas_set.rows["sku"].tolist())
     cas = classification_accuracy_score(cas_renders, cas_set, holdout, judge.classes, config.cas_epochs)
 
     # 3. words the catalog never used
+    say("CAS done; rendering paraphrases")
     paraphrase = paraphrase_control(judge, pipeline, config.paraphrases_per_pair)
     dev = paraphrase_control(judge, pipeline, config.paraphrases_per_pair, half="dev")
     paraphrase["dev"] = {k: dev[k] for k in ("prompts", "accuracy", "category_read")}

@@ -11,6 +11,7 @@ precision/recall. It is never a training signal for a generator.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,8 +102,12 @@ def train_judge(
     batch_size: int = 128,
     seed: int = 0,
     classes: dict[str, list[str]] | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
 ) -> Judge:
-    """Train the judge on `train`'s images (real photos, or renders for CAS); measure it on `holdout`."""
+    """Train the judge on `train`'s images (real photos, or renders for CAS); measure it on `holdout`.
+
+    on_epoch: called with (epochs done, epochs) after each epoch, for progress.
+    """
     torch.manual_seed(seed)
     if classes is None:
         classes = {"category": train.vocabulary.categories, "color": train.vocabulary.colors}
@@ -112,7 +117,9 @@ def train_judge(
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     steps = epochs * ((len(train) + batch_size - 1) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        if on_epoch is not None and epoch:
+            on_epoch(epoch, epochs)
         net.train()
         for idx in torch.randperm(len(train)).split(batch_size):
             x = _as_input(train.images[idx])
@@ -139,8 +146,13 @@ def relabel(data: TrainingSet, classes: dict[str, list[str]]) -> dict[str, torch
     return out
 
 
-def load_or_train_judge(snapshot: Path, image_size: int, *, epochs: int = 4) -> Judge:
-    """The judge for this snapshot's photos, cached per data fingerprint (photos loaded on a miss only)."""
+def load_or_train_judge(
+    snapshot: Path, image_size: int, *, epochs: int = 4, on_progress: Callable[[str], None] | None = None
+) -> Judge:
+    """The judge for this snapshot's photos, cached per data fingerprint (photos loaded on a miss only).
+
+    on_progress: called with a line per epoch while a judge is trained (minutes on a CPU).
+    """
     fingerprint = training_fingerprint(snapshot, image_size)
     path = Snapshot(snapshot).cache_file(f"judge-{image_size}px-{fingerprint}-e{epochs}.safetensors")
     if path.is_file():
@@ -150,7 +162,11 @@ def load_or_train_judge(snapshot: Path, image_size: int, *, epochs: int = 4) -> 
         return Judge(net.eval(), meta["classes"], meta["real_accuracy"])
     train = load_training_set(snapshot, image_size, None, exclude_split="holdout")
     holdout = load_training_set(snapshot, image_size, None, exclude_split="train")
-    judge = train_judge(train, holdout, epochs=epochs)
+    say = on_progress or (lambda line: None)
+    say(f"training the judge on {len(train):,} real photos, {epochs} epochs (cached afterwards)")
+    judge = train_judge(
+        train, holdout, epochs=epochs, on_epoch=lambda done, total: say(f"judge epoch {done}/{total} done")
+    )
     meta = {
         "classes": judge.classes,
         "real_accuracy": judge.real_accuracy,

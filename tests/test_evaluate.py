@@ -113,6 +113,7 @@ def test_evaluate_writes_report_and_contact_sheet(
         capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    assert "rendered and judged 40 holdout descriptions" in done.stderr  # progress, step by step
     gate = json.loads(done.stdout.splitlines()[-1])
     assert {"category_ratio", "color_accuracy", "paraphrase_color_accuracy", "fid"} <= set(gate)
     metrics = json.loads((run / "eval.json").read_text())
