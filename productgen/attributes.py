@@ -80,7 +80,7 @@ CATEGORY_NOUNS: dict[str, tuple[str, ...]] = {
              "gladiator sandals", "slip ons", "open toe"),
             ("blouse", "button down", "button up", "oxford shirt", "flannel shirt", "overshirt", "tunic",
              "dress shirt", "shirts"),
-            ("trainers", "running shoes", "shoes", "shoe", "plimsolls", "kicks", "tennis shoes", "runners",
+            ("trainers", "running shoes", "plimsolls", "kicks", "tennis shoes", "runners",
              "high tops", "athletic shoes", "skate shoes", "loafers"),
             ("handbag", "tote", "tote bag", "purse", "satchel", "clutch", "backpack", "rucksack",
              "crossbody", "shopper", "shoulder bag", "holdall", "duffel bag", "pouch", "bucket bag"),
@@ -273,7 +273,11 @@ class AttributeReader:
 
     def _category_field(self, value: str) -> _Read | None:
         """The category a field names; a segment that names only a group ("Shoes") leaves it to the title."""
-        segments = [s for s in _PATH_SEPARATORS.split(value) if tuple(_words(s)) not in self._group_nouns]
+        segments = [
+            s
+            for s in _PATH_SEPARATORS.split(value)
+            if tuple(_words(s)) not in self._group_nouns or tuple(_words(s)) in self._noun_index
+        ]
         for segment in reversed(segments):  # a taxonomy path is most specific at its end
             exact = self._noun_index.get(tuple(_words(segment)))
             if exact:

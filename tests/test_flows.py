@@ -74,6 +74,7 @@ def test_nightly_publishes_then_is_incremental(
     assert all(artifacts.values()), artifacts
     summary = artifacts["nightly-summary"].data
     assert "700 valid rows" in summary and "700 published" in summary and version in summary
+    assert "## What was read from the rows" in summary and "| field | 700 | 700 |" in summary
     assert artifacts["contact-sheet"].type == "image" and "Signature=" in artifacts["contact-sheet"].data
     assert artifacts["render-progress"].data == 100.0
 
