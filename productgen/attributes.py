@@ -48,6 +48,7 @@ __all__ = [
     "CATEGORY_NOUNS",
     "LOW_CONFIDENCE",
     "MAP_FILE_NAMES",
+    "MAX_MAP_BYTES",
     "READ_COLUMNS",
     "SOURCES",
     "AttributeMap",
@@ -108,7 +109,7 @@ _PATH_SEPARATORS = re.compile(r"\s*(?:>|/|\||»|›|\\|::)\s*")
 # where a title's noun phrase ends: its head noun is the last category noun before these
 _PHRASE_END = re.compile(r"\b(?:with|for|by|in|from|featuring|and|of)\b|[,;:()\[\]|–—]|\s-\s")
 MAP_FILE_NAMES = ("attribute-map.yaml", "attribute-map.yml", "attribute-map.csv")  # next to a catalog
-_MAX_MAP_BYTES, _MAX_MAP_ENTRIES, _MAX_MAP_TEXT = 1_000_000, 10_000, 200
+MAX_MAP_BYTES, _MAX_MAP_ENTRIES, _MAX_MAP_TEXT = 1_000_000, 10_000, 200
 
 
 class AttributeMapError(ValueError):
@@ -146,9 +147,9 @@ class AttributeMap:
         """A YAML file (`color_map:` / `category_map:` of value: meaning) or a CSV (attribute,value,means)."""
         if path.is_symlink() or not path.is_file():
             raise AttributeMapError(f"{path}: not a regular file; give the mapping file itself")
-        raw = path.read_bytes()[: _MAX_MAP_BYTES + 1]
-        if len(raw) > _MAX_MAP_BYTES:
-            raise AttributeMapError(f"{path}: over {_MAX_MAP_BYTES:,} bytes; a mapping file is small")
+        raw = path.read_bytes()[: MAX_MAP_BYTES + 1]
+        if len(raw) > MAX_MAP_BYTES:
+            raise AttributeMapError(f"{path}: over {MAX_MAP_BYTES:,} bytes; a mapping file is small")
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:

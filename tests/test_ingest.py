@@ -344,6 +344,26 @@ def test_s3_source_on_the_local_server(tmp_path: Path, s3_env: S3Settings) -> No
         ingest_source("s3://catalogs/missing.csv", tmp_path / "snap2", s3=s3_env)
 
 
+def test_an_attribute_map_beside_an_s3_catalog_is_used_and_fingerprinted(
+    tmp_path: Path, s3_env: S3Settings
+) -> None:
+    from productgen.catalog.ingest import source_fingerprint
+    from productgen.snapshot import Snapshot
+
+    client = s3_client(s3_env)
+    client.create_bucket(Bucket="pinned")
+    client.put_object(Bucket="pinned", Key="n/catalog.csv", Body=(HEADER + "A,boot,,Stone,,,\n").encode())
+    before = source_fingerprint("s3://pinned/n/catalog.csv", s3=s3_env)
+    client.put_object(Bucket="pinned", Key="n/attribute-map.yaml", Body=b"color_map:\n  Stone: grey\n")
+    summary = ingest_source("s3://pinned/n/catalog.csv", tmp_path / "snap", s3=s3_env)
+    assert summary.attribute_map == "s3://pinned/n/attribute-map.yaml" and summary.pinned["color"] == 1
+    assert Snapshot(tmp_path / "snap").attribute_map()["color_map"] == {"stone": "grey"}
+    assert source_fingerprint("s3://pinned/n/catalog.csv", s3=s3_env) != before  # a new map, a new snapshot
+    client.put_object(Bucket="pinned", Key="n/attribute-map.yaml", Body=b"color_map:\n  Stone: [grey]\n")
+    with pytest.raises(CatalogFileError, match=r"s3://pinned/n/attribute-map.yaml: color_map\['Stone'\]"):
+        ingest_source("s3://pinned/n/catalog.csv", tmp_path / "snap2", s3=s3_env)
+
+
 # -- the CLI -------------------------------------------------------------------------------------
 
 

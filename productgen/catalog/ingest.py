@@ -29,7 +29,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from productgen.attributes import AttributeMap, AttributeMapError, find_attribute_map
+from productgen.attributes import (
+    MAP_FILE_NAMES,
+    MAX_MAP_BYTES,
+    AttributeMap,
+    AttributeMapError,
+    find_attribute_map,
+)
 from productgen.catalog.readers import CatalogFileError, RawBatch, detect_format, read_batches
 from productgen.catalog.schema import (
     DESCRIPTION_FIELDS,
@@ -296,6 +302,7 @@ def ingest(
     source: str | None = None,
     image_root: str | None = None,
     attribute_map: Path | None = None,
+    map_name: str | None = None,
 ) -> IngestSummary:
     """Validate the catalog at `path` into a snapshot folder `out_dir`; returns the summary.
 
@@ -303,6 +310,7 @@ def ingest(
     image_root: where relative `image` paths point; default the catalog file's folder.
     attribute_map: pinned mappings (attributes.AttributeMap); default the one next to a local
     catalog file, if any. Copied into the snapshot, so later stages read what was pinned then.
+    map_name: the name users know the map by (an s3:// URI), for messages; default its path.
     Raises CatalogFileError (one line) for problems with the whole file.
     """
     started = time.perf_counter()
@@ -313,7 +321,10 @@ def ingest(
     try:
         pins = AttributeMap.from_file(attribute_map) if attribute_map else AttributeMap()
     except AttributeMapError as e:
-        raise CatalogFileError(str(e)) from None
+        message = str(e)
+        if map_name and attribute_map:
+            message = message.replace(str(attribute_map), map_name, 1)
+        raise CatalogFileError(message) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     snapshot = Snapshot(out_dir)
     work = Path(tempfile.mkdtemp(prefix=".ingest-", dir=out_dir))
@@ -369,7 +380,7 @@ def ingest(
             extra_columns=sorted(c for c in seen_columns if c not in _KNOWN),
             image_root=image_root or str(path.resolve().parent),
             snapshot=str(out_dir),
-            attribute_map=str(attribute_map) if attribute_map else None,
+            attribute_map=map_name or (str(attribute_map) if attribute_map else None),
             pinned={"color": len(pins.color), "category": len(pins.category)},
             seconds=round(time.perf_counter() - started, 3),
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -438,10 +449,23 @@ def source_fingerprint(source: str, *, s3: S3Settings | None = None) -> str:
     from productgen.storage import S3Settings, open_store
 
     bucket, key = source[len("s3://") :].split("/", 1)
-    head = open_store(f"s3://{bucket}", s3 or S3Settings()).head(key)
+    store = open_store(f"s3://{bucket}", s3 or S3Settings())
+    head = store.head(key)
     if head is None:
         raise ValueError(f"{source}: no such object")
-    return f"s3:{head.etag}:{head.size}"
+    pinned = _s3_attribute_map(source, store)
+    return f"s3:{head.etag}:{head.size}" + (f":{pinned[1].etag}" if pinned else "")
+
+
+def _s3_attribute_map(source: str, store) -> tuple[str, object] | None:
+    """(key, head) of the attribute map beside an s3:// catalog (MAP_FILE_NAMES), if there is one."""
+    folder = source[len("s3://") :].split("/", 1)[1].rpartition("/")[0]
+    for name in MAP_FILE_NAMES:
+        key = f"{folder}/{name}" if folder else name
+        head = store.head(key)
+        if head is not None:
+            return key, head
+    return None
 
 
 def ingest_source(
@@ -455,10 +479,22 @@ def ingest_source(
     """Ingest a local path or an s3://bucket/key URI (downloaded first) into `out_dir`."""
     if not source.startswith("s3://"):
         return ingest(Path(source), out_dir, image_root=image_root, attribute_map=attribute_map)
-    from productgen.storage import S3Settings, download_uri  # boto3 only when S3 is used
+    from productgen.storage import S3Settings, download_uri, open_store  # boto3 only when S3 is used
 
     detect_format(source)  # fail on the name before any download
+    settings = s3 or S3Settings()
+    bucket = source[len("s3://") :].split("/", 1)[0]
     with tempfile.TemporaryDirectory(prefix="productgen-ingest-") as tmp:
-        local = download_uri(source, Path(tmp) / Path(source).name, s3 or S3Settings())
+        local = download_uri(source, Path(tmp) / Path(source).name, settings)
         root = image_root or source.rsplit("/", 1)[0] + "/"
-        return ingest(local, out_dir, source=source, image_root=root, attribute_map=attribute_map)
+        map_name = str(attribute_map) if attribute_map else None
+        pinned = None if attribute_map else _s3_attribute_map(source, open_store(f"s3://{bucket}", settings))
+        if pinned:  # the map beside the catalog in the bucket, bounded like a local one
+            key, head = pinned
+            map_name = f"s3://{bucket}/{key}"
+            if head.size > MAX_MAP_BYTES:
+                raise CatalogFileError(f"{map_name}: over {MAX_MAP_BYTES:,} bytes; a mapping file is small")
+            attribute_map = download_uri(map_name, Path(tmp) / "maps" / Path(key).name, settings)
+        return ingest(
+            local, out_dir, source=source, image_root=root, attribute_map=attribute_map, map_name=map_name
+        )
