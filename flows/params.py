@@ -50,3 +50,6 @@ class RenderParams(BaseModel):
     variants: int = Field(1, ge=1, le=16)
     image_format: ImageFormat = "png"
     size: int | None = Field(None, ge=8, le=4096, description="Output pixels; empty: the model's own")
+    truncation: float = Field(
+        1.0, ge=0.0, le=1.0, description="psi: below 1 trades variety for typical images"
+    )

@@ -78,7 +78,7 @@ def render_flow(params: RenderParams) -> dict:
     cache = str(Path(params.workdir) / "models")
     return publish_images(
         params.snapshot, params.dest, cache, only_missing=params.only_missing, variants=params.variants,
-        image_format=params.image_format, size=params.size,
+        image_format=params.image_format, size=params.size, truncation=params.truncation,
     )  # fmt: skip
 
 

@@ -127,11 +127,12 @@ def publish_images(
     variants: int = 1,
     image_format: str = "png",
     size: int | None = None,
+    truncation: float = 1.0,
 ) -> dict:
     """Render with the promoted model and publish; a progress artifact follows the uploads."""
     store = open_store(dest, s3())
     pipeline = RenderPipeline.from_run(fetch_model(store, Path(model_cache)))
-    render = RenderConfig(variants=variants, image_format=image_format, size=size)
+    render = RenderConfig(variants=variants, image_format=image_format, size=size, truncation=truncation)
     config = PublishConfig(render=render, only_missing=only_missing)
     progress = create_progress_artifact(0.0, key="render-progress", description=f"Publishing to {dest}")
     last = [0.0]

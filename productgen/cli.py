@@ -212,7 +212,12 @@ def train_cmd(
     snapshot: Annotated[Path, typer.Argument(help="Snapshot folder (ingested and encoded).")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, samples, run.json.")],
     preset: Annotated[str, typer.Option(help="cpu-demo or gpu.")] = "cpu-demo",
-    model: Annotated[str | None, typer.Option(help="Model family: cgan or cvae.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model family: cgan, cvae, vaegan, stylegan or dcgan.")
+    ] = None,
+    loss: Annotated[
+        str | None, typer.Option(help="Adversarial loss: hinge, nonsaturating or wgan-gp.")
+    ] = None,
     max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
     resume: Annotated[
@@ -229,7 +234,9 @@ def train_cmd(
 
     from productgen.train import train, train_config
 
-    overrides: dict[str, object] = {"family": model, "max_minutes": max_minutes, "max_steps": max_steps}
+    overrides: dict[str, object] = {
+        "family": model, "loss": loss, "max_minutes": max_minutes, "max_steps": max_steps,
+    }  # fmt: skip
     for key, value in name_values(set_, "--set").items():
         try:
             overrides[key] = json.loads(value)
@@ -276,12 +283,16 @@ def sample_cmd(
     n: Annotated[int, typer.Option("-n", help="Images per description.")] = 8,
     out: Annotated[Path, typer.Option(help="PNG sheet to write.")] = Path("sheet.png"),
     seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
+    truncation: Annotated[
+        float, typer.Option(help="psi from 0 to 1: below 1 trades variety for typical images.")
+    ] = 1.0,
 ) -> None:
     """Render free-text descriptions with a trained model into a labelled sheet."""
     from productgen.attributes import describe_read
     from productgen.render import RenderPipeline, sample_sheet
 
-    read = sample_sheet(RenderPipeline.from_run(run), text, n=n, out=out, seed=seed, title=run.name)
+    pipeline = RenderPipeline.from_run(run)
+    read = sample_sheet(pipeline, text, n=n, out=out, seed=seed, title=run.name, truncation=truncation)
     for prompt, what in zip(text, read, strict=True):
         typer.echo(f"{prompt!r}: {describe_read(what)}")
     typer.echo(f"sheet: {out}")
@@ -299,6 +310,9 @@ def render_cmd(
     variants: Annotated[int, typer.Option(help="Images per SKU, each from its own seed.")] = 1,
     image_format: Annotated[str, typer.Option("--format", help="png or webp.")] = "png",
     size: Annotated[int | None, typer.Option(help="Output size in pixels (Lanczos upscaling).")] = None,
+    truncation: Annotated[
+        float, typer.Option(help="psi from 0 to 1: below 1 trades variety for typical images.")
+    ] = 1.0,
     create_bucket: Annotated[bool, typer.Option(help="Create the S3 bucket if it is missing.")] = False,
     workers: Annotated[int, typer.Option(help="Parallel encode + upload threads.")] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
@@ -313,7 +327,7 @@ def render_cmd(
     from productgen.storage import open_store
 
     config = PublishConfig(
-        render=RenderConfig(variants=variants, image_format=image_format, size=size),
+        render=RenderConfig(variants=variants, image_format=image_format, size=size, truncation=truncation),
         only_missing=only_missing,
         upload_workers=workers,
     )

@@ -1,8 +1,17 @@
 """The losses own the interplay of the networks; the training loop only calls `step`.
 
-GAN: hinge loss (Lim & Ye 2017) with a projection discriminator, DiffAugment on both sides,
-optional auxiliary attribute heads (AC-GAN), and the conditioning-augmentation KL term.
+GAN: a projection discriminator with DiffAugment on both sides, optional auxiliary attribute heads
+(AC-GAN), and the conditioning-augmentation KL term. The adversarial objective is an option:
+    hinge          Lim & Ye 2017 (BigGAN, SNGAN)
+    nonsaturating  Goodfellow et al. 2014's -log D(G(z)) (DCGAN)
+    wgan-gp        Gulrajani et al. 2017: Wasserstein critic with a gradient penalty on
+                   interpolates, plus ProGAN's small drift term that keeps scores near zero
+and R1 (Mescheder et al. 2018: a gradient penalty on real images, applied every few steps as
+StyleGAN2's lazy regularisation) can be added to any of them.
 VAE: a conditional VAE (Sohn et al. 2015) whose decoder is the same conditional generator.
+VAE-GAN: Larsen et al. 2016, "Autoencoding beyond pixels": the same encoder and decoder, and a
+discriminator that judges both reconstructions and prior samples; the decoder also matches the
+real photo in the discriminator's feature space, which rewards texture a pixel loss averages out.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from torch import nn
 from productgen.models.augment import diff_augment
 from productgen.models.networks import Discriminator, Generator, VAEEncoder
 
-__all__ = ["Batch", "GANLoss", "LossWeights", "VAELoss"]
+__all__ = ["ADVERSARIAL", "Batch", "GANLoss", "LossWeights", "VAEGANLoss", "VAELoss"]
 
 
 @dataclass
@@ -27,6 +36,10 @@ class Batch:
     images: torch.Tensor  # (B, 3, S, S) float
     conditions: torch.Tensor  # (B, C)
     labels: dict[str, torch.Tensor]  # attribute -> (B,) int64
+    step: int = 0  # the global step (lazy regularisers run on some steps only)
+
+
+ADVERSARIAL = ("hinge", "nonsaturating", "wgan-gp")
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,58 @@ class LossWeights:
     kl_cond: float = 1.0  # conditioning augmentation KL
     kl_vae: float = 1.0  # VAE latent KL (beta)
     augment: bool = True  # DiffAugment translation + cutout (GAN)
+    adversarial: str = "hinge"  # one of ADVERSARIAL
+    gp: float = 10.0  # WGAN-GP's gradient penalty (lambda)
+    r1: float = 0.0  # R1 penalty on real images (gamma); 0: off
+    r1_every: int = 4  # lazy regularisation: R1 every this many steps, scaled up to match
+    recon: float = 1.0  # VAE-GAN: pixel (L1) reconstruction
+    feature_match: float = 1.0  # VAE-GAN: reconstruction in the discriminator's feature space
+    adv: float = 1.0  # VAE-GAN: adversarial term of the encoder/decoder update
+
+    def __post_init__(self) -> None:
+        if self.adversarial not in ADVERSARIAL:
+            raise ValueError(
+                f"adversarial loss must be one of {', '.join(ADVERSARIAL)}, got {self.adversarial!r}"
+            )
+        if not isinstance(self.r1_every, int) or self.r1_every < 1:
+            raise ValueError(f"r1_every must be a positive integer, got {self.r1_every!r}")
+
+
+def d_adversarial(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """The discriminator's adversarial loss on real and fake scores (B,)."""
+    real, fake = real.float(), fake.float()
+    if kind == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    if kind == "nonsaturating":
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+    return fake.mean() - real.mean() + 1e-3 * real.pow(2).mean()  # wgan-gp, with ProGAN's drift
+
+
+def g_adversarial(kind: str, fake: torch.Tensor) -> torch.Tensor:
+    """The generator's adversarial loss on the scores of its images (B,)."""
+    fake = fake.float()
+    return F.softplus(-fake).mean() if kind == "nonsaturating" else -fake.mean()
+
+
+def _input_gradient_norm2(D: nn.Module, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """||d D(x) / dx||^2 per image (B,), kept in the graph so the penalty trains D."""
+    x = x.detach().requires_grad_(True)
+    score, _ = D(x, cond)
+    (grad,) = torch.autograd.grad(score.float().sum(), x, create_graph=True)
+    return grad.float().pow(2).sum((1, 2, 3))
+
+
+def d_regulariser(D: nn.Module, w: LossWeights, batch: Batch, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP's penalty on interpolates and/or lazy R1 on reals; zero when neither is on."""
+    total = torch.zeros((), device=batch.images.device)
+    if w.adversarial == "wgan-gp" and w.gp > 0:
+        mix = torch.rand(len(fake), 1, 1, 1, device=fake.device)
+        between = mix * batch.images + (1 - mix) * fake.detach()
+        total = total + w.gp * (_input_gradient_norm2(D, between, batch.conditions).sqrt() - 1).pow(2).mean()
+    if w.r1 > 0 and batch.step % w.r1_every == 0:
+        penalty = _input_gradient_norm2(D, batch.images, batch.conditions).mean()
+        total = total + 0.5 * w.r1 * w.r1_every * penalty
+    return total
 
 
 def _aux_loss(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -76,9 +141,9 @@ class GANLoss:
                 fake = self.G(z, batch.conditions)
             real_score, real_aux = self._d(batch.images, batch.conditions)
             fake_score, _ = self._d(fake, batch.conditions)
-            d_adv = F.relu(1 - real_score.float()).mean() + F.relu(1 + fake_score.float()).mean()
+            d_adv = d_adversarial(self.w.adversarial, real_score, fake_score)
             d_aux = _aux_loss(real_aux, batch.labels)
-            d_loss = d_adv + self.w.aux * d_aux
+            d_loss = d_adv + self.w.aux * d_aux + d_regulariser(self.D, self.w, batch, fake)
         d_loss.backward()
         self.opt_d.step()
 
@@ -87,7 +152,7 @@ class GANLoss:
         with self.autocast:
             fake = self.G(z, batch.conditions)
             fake_score, fake_aux = self._d(fake, batch.conditions)
-            g_adv = -fake_score.float().mean()
+            g_adv = g_adversarial(self.w.adversarial, fake_score)
             g_aux = _aux_loss(fake_aux, batch.labels)
             g_kl = self.G.cond.kl
             g_loss = g_adv + self.w.aux * g_aux + self.w.kl_cond * g_kl
@@ -139,3 +204,84 @@ class VAELoss:
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"opt": self.opt}
+
+
+class VAEGANLoss:
+    """One step = one discriminator update on (real | reconstruction, prior sample), then one
+    encoder+decoder update on pixels, features, KL and the adversarial term."""
+
+    def __init__(
+        self,
+        decoder: Generator,
+        encoder: VAEEncoder,
+        discriminator: Discriminator,
+        opt_g: torch.optim.Optimizer,
+        opt_d: torch.optim.Optimizer,
+        weights: LossWeights,
+        autocast: AbstractContextManager | None = None,
+    ) -> None:
+        self.G, self.E, self.D, self.opt_g, self.opt_d, self.w = (
+            decoder,
+            encoder,
+            discriminator,
+            opt_g,
+            opt_d,
+            weights,
+        )
+        self.autocast = autocast or nullcontext()
+
+    def _d(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.D(diff_augment(x) if self.w.augment else x, cond)
+
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One update; returns the losses as 0-d tensors (reading them waits for the device)."""
+        x, cond, kind = batch.images, batch.conditions, self.w.adversarial
+        z_prior = torch.randn(x.shape[0], self.G.config.z_dim, device=x.device)
+        with self.autocast:
+            mu, logvar = self.E(x, cond)
+            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+            recon, prior = self.G(torch.cat([z, z_prior]), torch.cat([cond, cond])).chunk(2)
+
+            # discriminator: real photos against both kinds of generated image
+            self.opt_d.zero_grad(set_to_none=True)
+            real_score, real_aux = self._d(x, cond)
+            fake_score, _ = self._d(torch.cat([recon, prior]).detach(), torch.cat([cond, cond]))
+            d_adv = d_adversarial(kind, real_score, fake_score)
+            d_aux = _aux_loss(real_aux, batch.labels)
+            d_loss = d_adv + self.w.aux * d_aux + d_regulariser(self.D, self.w, batch, prior)
+        d_loss.backward()
+        self.opt_d.step()
+
+        # encoder and decoder: the cVAE's objective, features of D, and fooling D
+        self.opt_g.zero_grad(set_to_none=True)
+        with self.autocast:
+            rec = F.l1_loss(recon.float(), x, reduction="none").sum((1, 2, 3)).mean()
+            kl = 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).sum(1).mean()
+            with torch.no_grad():
+                target = self.D.feature_map(x).float()
+            fm = F.mse_loss(self.D.feature_map(recon).float(), target, reduction="none").sum((1, 2, 3)).mean()
+            both = torch.cat([recon, prior])
+            score, aux = self._d(both, torch.cat([cond, cond]))
+            g_adv = g_adversarial(kind, score)
+            g_aux = _aux_loss(aux, {k: torch.cat([v, v]) for k, v in batch.labels.items()})
+            g_loss = (
+                self.w.recon * rec + self.w.kl_vae * kl + self.w.feature_match * fm
+                + self.w.adv * g_adv + self.w.aux * g_aux + self.w.kl_cond * self.G.cond.kl
+            )  # fmt: skip
+        g_loss.backward()
+        self.opt_g.step()
+        losses = {
+            "d_loss": d_loss,
+            "g_loss": g_loss,
+            "recon": rec,
+            "kl": kl,
+            "feature_match": fm,
+            "g_adv": g_adv,
+        }
+        return {k: v.detach() for k, v in losses.items()}
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "E": self.E, "D": self.D}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"opt_g": self.opt_g, "opt_d": self.opt_d}

@@ -86,10 +86,14 @@ def image_key(model_version: str, sku: str, variant: int, image_format: str) -> 
     return f"{model_version}/{sku}{suffix}.{image_format}"
 
 
-def _rendered_from(rows: pd.DataFrame) -> np.ndarray:
+def _rendered_from(rows: pd.DataFrame, truncation: float) -> np.ndarray:
     """Per row, a hash of everything its image is made from besides the model: its description's
-    content hash and the attributes read from it (a newly pinned mapping re-renders the row)."""
-    parts = zip(rows["content_hash"], rows["category"], rows["color"], rows["color_hex"], strict=True)
+    content hash, the attributes read from it (a newly pinned mapping re-renders the row) and the
+    truncation it is rendered with (left out at 1, so earlier manifests still match)."""
+    columns = [rows["content_hash"], rows["category"], rows["color"], rows["color_hex"]]
+    if truncation != 1.0:
+        columns.append([truncation] * len(rows))
+    parts = zip(*columns, strict=True)
     return np.array(
         [hashlib.blake2b(repr(p).encode(), digest_size=16).hexdigest() for p in parts], dtype=object
     )
@@ -117,7 +121,7 @@ def _plan(snapshot: Path, pipeline: RenderPipeline, config: PublishConfig) -> tu
         {
             "row": np.repeat(rows.index.to_numpy(), variants),
             "sku": np.repeat(rows["sku"].to_numpy(), variants),
-            "content_hash": np.repeat(_rendered_from(rows), variants),
+            "content_hash": np.repeat(_rendered_from(rows, config.render.truncation), variants),
             "variant": np.tile(np.arange(variants, dtype=np.int32), len(rows)),
             "doubtful": np.repeat(_doubtful(rows), variants),
         }
@@ -246,7 +250,9 @@ def publish(
                 break
             items = todo.iloc[start : start + batch].to_dict("records")
             rows, seeds = [i["row"] for i in items], [i["seed"] for i in items]
-            pixels = pipeline(conditions=conditions[rows], seeds=seeds).images
+            pixels = pipeline(
+                conditions=conditions[rows], seeds=seeds, truncation=config.render.truncation
+            ).images
             for item, image in zip(items, pixels, strict=True):
                 slots.acquire()
                 futures.append(pool.submit(store_one, item, image))

@@ -37,6 +37,7 @@ __all__ = [
     "RenderConfig",
     "RenderOutput",
     "RenderPipeline",
+    "check_truncation",
     "encode_image",
     "noise_seed",
     "sample_sheet",
@@ -53,6 +54,7 @@ class RenderConfig:
     image_format: str = "png"
     size: int | None = None  # output pixels (square); None: the model's own size
     batch_size: int = 256  # rows per generator call
+    truncation: float = 1.0  # psi: < 1 trades variety for typical images (1: none)
 
     def __post_init__(self) -> None:
         if self.image_format not in FORMATS:
@@ -63,10 +65,17 @@ class RenderConfig:
             raise ValueError(f"size must be between 8 and 4096 pixels; got {self.size}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1; got {self.batch_size}")
+        check_truncation(self.truncation)
 
     @property
     def content_type(self) -> str:
         return FORMATS[self.image_format]
+
+
+def check_truncation(psi: float) -> float:
+    if not isinstance(psi, (int, float)) or not 0.0 <= psi <= 1.0:
+        raise ValueError(f"truncation must be from 0 to 1 (1: none); got {psi!r}")
+    return float(psi)
 
 
 def noise_seed(sku: str, model_version: str, variant: int = 0) -> int:
@@ -149,8 +158,14 @@ class RenderPipeline:
         seeds: Sequence[int],
         prompts: Sequence[str] | None = None,
         conditions: np.ndarray | None = None,
+        truncation: float = 1.0,
     ) -> RenderOutput:
-        """Pixels for `prompts` or for rows' stored `conditions` (N, C): one image per seed."""
+        """Pixels for `prompts` or for rows' stored `conditions` (N, C): one image per seed.
+
+        truncation: psi < 1 pulls each image towards its condition's typical one (StyleGAN: w
+        towards the condition's mean w; the other families: z towards 0).
+        """
+        psi = check_truncation(truncation)
         # 1. check inputs
         if (prompts is None) == (conditions is None):
             raise ValueError("render either prompts or conditions, not both or neither")
@@ -178,7 +193,7 @@ class RenderPipeline:
                 [torch.randn(z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds[batch]]
             )  # (B, z_dim)
             c = torch.from_numpy(np.ascontiguousarray(conditions[batch], np.float32))  # (B, C)
-            images.append(to_uint8(self.generator(z.to(device), c.to(device))))  # (B, S, S, 3)
+            images.append(to_uint8(self.generator(z.to(device), c.to(device), psi=psi)))  # (B, S, S, 3)
         size = self.image_size
         pixels = np.concatenate(images) if images else np.zeros((0, size, size, 3), np.uint8)
         return RenderOutput(pixels, read)
@@ -198,12 +213,19 @@ def encode_image(pixels: np.ndarray, config: RenderConfig) -> bytes:
 
 
 def sample_sheet(
-    pipeline: RenderPipeline, texts: Sequence[str], *, n: int = 8, out: Path, seed: int = 0, title: str = ""
+    pipeline: RenderPipeline,
+    texts: Sequence[str],
+    *,
+    n: int = 8,
+    out: Path,
+    seed: int = 0,
+    title: str = "",
+    truncation: float = 1.0,
 ) -> list[dict]:
     """Render each free-text description n times into a labelled sheet; returns what was read."""
     repeated = [text for text in texts for _ in range(n)]
     seeds = [noise_seed(f"prompt-{seed}", pipeline.version, k) for _ in texts for k in range(n)]
-    output = pipeline(prompts=repeated, seeds=seeds)
+    output = pipeline(prompts=repeated, seeds=seeds, truncation=truncation)
     labels = [text if k == 0 else "" for text in texts for k in range(n)]
     heading = f"{title} (model {pipeline.version})".strip()
     save_png(labelled_grid(list(output.images), labels, n, title=heading), out)

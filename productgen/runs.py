@@ -21,11 +21,12 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from productgen.atomic import write_text_atomic
 from productgen.checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
 from productgen.conditioning import ConditionConfig, Conditioner, Vocabulary
-from productgen.models.networks import Generator, ModelConfig
+from productgen.models import ModelConfig, build_generator
 
 __all__ = ["PUBLISHED_FILES", "RunFolder", "TrainedGenerator", "load_generator", "read_run"]
 
@@ -162,7 +163,7 @@ PUBLISHED_FILES = (
 class TrainedGenerator:
     """An EMA generator ready to render, with what it was conditioned on."""
 
-    generator: Generator
+    generator: nn.Module  # the family's generator (productgen.models), eval mode
     conditioning: ConditionConfig
     vocabulary: Vocabulary
     text_model: str
@@ -211,7 +212,7 @@ def _model_from_header(path: Path, meta: dict, shapes: dict[str, tuple[int, ...]
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: metadata does not describe a productgen model ({e})") from None
     with torch.device("meta"):
-        shell = Generator(model_config)
+        shell = build_generator(model_config)
     if sum(p.numel() for p in shell.parameters()) > _MAX_PARAMETERS:
         raise CheckpointError(f"{path}: its settings describe a network over {_MAX_PARAMETERS:,} parameters")
     expected = {f"G_ema.{k}": tuple(v.shape) for k, v in shell.state_dict().items()}
@@ -251,7 +252,7 @@ def load_generator(run_dir: Path, device: str | torch.device = "cpu") -> Trained
     meta, shapes = read_header(run.model)
     model_config, conditioning, names = _model_from_header(run.model, meta, shapes)
     tensors, _ = load_checkpoint(run.model)
-    generator = Generator(model_config)
+    generator = build_generator(model_config)
     weights = {k.removeprefix("G_ema."): v for k, v in tensors.items() if k.startswith("G_ema.")}
     generator.load_state_dict(weights)
     generator.to(device).eval()

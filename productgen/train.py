@@ -1,4 +1,5 @@
-"""Train a text-conditioned generator (cGAN or cVAE) on a snapshot; checkpoints resume bit for bit.
+"""Train a text-conditioned generator (any family of productgen.models) on a snapshot; checkpoints
+resume bit for bit.
 
 `train()` checks nothing about the networks' insides: the loss object (productgen.losses) owns the
 G/D interplay, this loop owns steps, the EMA, sample sheets, checkpoints and the callbacks
@@ -21,8 +22,8 @@ from torch import nn
 from productgen.checkpoint import CheckpointError, flatten_optimizer, unflatten_optimizer
 from productgen.conditioning import PARTS, ConditionConfig
 from productgen.dataset import TrainingSet, load_training_set
-from productgen.losses import Batch, GANLoss, LossWeights, VAELoss
-from productgen.models.networks import Discriminator, Generator, ModelConfig, VAEEncoder
+from productgen.losses import Batch, GANLoss, LossWeights, VAEGANLoss, VAELoss
+from productgen.models import FAMILY_NETWORKS, ModelConfig
 from productgen.runs import RunFolder, vocabulary_tensors
 from productgen.sheets import labelled_grid, save_png, to_uint8
 from productgen.snapshot import Snapshot
@@ -60,6 +61,7 @@ class TrainConfig:
     # colour is then an input the model knows ("any colour"), not one it never saw
     color_dropout: float = 0.1
     weights: LossWeights = field(default_factory=LossWeights)
+    loss: str | None = None  # the adversarial loss (losses.ADVERSARIAL); None: the family's own
     device: str | None = None  # None: CUDA when present, else MPS, else CPU
     amp: bool = False  # bf16 autocast (GPU)
     channels_last: bool = False
@@ -93,7 +95,17 @@ FAMILY_DEFAULTS: dict[str, dict[str, object]] = {
     # as much as the image-informed latent, and the decoder then ignores it (measured: chance-level
     # category and colour after 10 minutes with the jitter on)
     "cvae": {"z_dim": 16, "lr_g": 1e-3, "cond_augment": False, "weights": LossWeights(kl_vae=2.0)},
-}
+    # the cVAE's settings, its reliable control kept, plus a discriminator on both its
+    # reconstructions and its prior samples; the adversarial weight is in per-image-sum units
+    # like the pixel loss (one SN discriminator's gradient is ~1/sqrt(pixels) per pixel)
+    "vaegan": {
+        "z_dim": 16, "lr_g": 1e-3, "cond_augment": False,
+        "weights": LossWeights(kl_vae=2.0, kl_cond=0.0, recon=1.0, feature_match=1.0, adv=20.0),
+    },
+    "stylegan": {"weights": LossWeights(kl_cond=0.05, adversarial="nonsaturating", r1=1.0, r1_every=4)},
+    "dcgan": {"beta1": 0.5, "aux_heads": False, "cond_augment": False,
+              "weights": LossWeights(adversarial="nonsaturating", augment=False)},
+}  # fmt: skip
 
 
 def train_config(preset: str = "cpu-demo", **overrides: object) -> TrainConfig:
@@ -114,8 +126,11 @@ def train_config(preset: str = "cpu-demo", **overrides: object) -> TrainConfig:
     if family not in FAMILY_DEFAULTS:
         raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILY_DEFAULTS)}")
     values = {**PRESETS[preset], **FAMILY_DEFAULTS[family], **given, "preset": preset}
-    if isinstance(values.get("weights"), dict):
-        values["weights"] = LossWeights(**values["weights"])
+    base = FAMILY_DEFAULTS[family].get("weights", LossWeights())
+    if isinstance(values.get("weights"), dict):  # a partial override keeps the family's other weights
+        values["weights"] = replace(base, **values["weights"])
+    if values.get("loss") is not None:
+        values["weights"] = replace(values.get("weights", base), adversarial=values["loss"])
     if isinstance(values.get("conditioning"), list):
         values["conditioning"] = tuple(values["conditioning"])
     return replace(TrainConfig(), **values)
@@ -156,8 +171,9 @@ def pick_device(requested: str | None = None) -> torch.device:
 
 
 def _build(config: TrainConfig, data: TrainingSet, device: torch.device):
+    networks = FAMILY_NETWORKS[config.family]
     aux = {}
-    if config.aux_heads and config.family == "cgan":
+    if config.aux_heads and networks.discriminator is not None:
         sizes = {"category": len(data.vocabulary.categories), "color": len(data.vocabulary.colors)}
         aux = {name: sizes[name] for name in data.labels if sizes[name] > 1}
     model_config = ModelConfig(
@@ -166,26 +182,30 @@ def _build(config: TrainConfig, data: TrainingSet, device: torch.device):
         cond_augment=config.cond_augment, aux_classes=aux,
     )  # fmt: skip
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    G = Generator(model_config).to(device, memory_format=memory_format)
+
+    def on_device(cls: type[nn.Module]) -> nn.Module:
+        return cls(model_config).to(device, memory_format=memory_format)
+
+    G = on_device(networks.generator)
     ema = copy.deepcopy(G).eval().requires_grad_(False)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.amp else nullcontext()
+    fused = device.type == "cuda"  # one kernel for the whole update
+    E = on_device(networks.encoder) if networks.encoder is not None else None
+    g_params = [*G.parameters(), *(E.parameters() if E is not None else [])]
+    if networks.discriminator is None:  # the cVAE: one optimiser for encoder and decoder
+        opt = torch.optim.Adam(g_params, lr=config.lr_g, betas=(0.5, 0.999), fused=fused)
+        return model_config, G, ema, VAELoss(G, E, opt, config.weights, autocast)
+    D = on_device(networks.discriminator)
     betas = (config.beta1, config.beta2)
-    if config.family == "cgan":
-        D = Discriminator(model_config).to(device, memory_format=memory_format)
-        fused = device.type == "cuda"  # one kernel for the whole update
-        opt_g = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=betas, fused=fused)
-        opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=betas, fused=fused)
-        if config.compile:
-            # D is left eager: spectral norm updates its power-iteration vectors in place, twice
-            # per step (real and fake), which compiled autograd refuses
-            G = torch.compile(G)  # type: ignore[assignment]
-        loss = GANLoss(G, D, opt_g, opt_d, config.weights, autocast)
-    else:
-        E = VAEEncoder(model_config).to(device, memory_format=memory_format)
-        params = [*G.parameters(), *E.parameters()]
-        opt = torch.optim.Adam(params, lr=config.lr_g, betas=(0.5, 0.999), fused=device.type == "cuda")
-        loss = VAELoss(G, E, opt, config.weights, autocast)
-    return model_config, G, ema, loss
+    opt_g = torch.optim.Adam(g_params, lr=config.lr_g, betas=betas, fused=fused)
+    opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=betas, fused=fused)
+    if E is not None:
+        return model_config, G, ema, VAEGANLoss(G, E, D, opt_g, opt_d, config.weights, autocast)
+    if config.compile:
+        # D is left eager: spectral norm updates its power-iteration vectors in place, twice
+        # per step (real and fake), which compiled autograd refuses
+        G = torch.compile(G)  # type: ignore[assignment]
+    return model_config, G, ema, GANLoss(G, D, opt_g, opt_d, config.weights, autocast)
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -203,7 +223,7 @@ def _update_ema(ema: nn.Module, model: nn.Module, step: int, decay: float) -> No
 
 @torch.no_grad()
 def standing_stats(
-    generator: Generator, conditions: torch.Tensor, batches: int = 16, batch_size: int = 128
+    generator: nn.Module, conditions: torch.Tensor, batches: int = 16, batch_size: int = 128
 ) -> None:
     """Recompute the generator's BatchNorm statistics over many samples (BigGAN's 'standing stats').
 
@@ -248,7 +268,7 @@ def _probes(data: TrainingSet, max_colours: int = 4) -> tuple[list[int | None], 
     return idx, labels, len(colours) * 2
 
 
-def _sample_sheet(ema: Generator, data: TrainingSet, path: Path, step: int, device: torch.device) -> Path:
+def _sample_sheet(ema: nn.Module, data: TrainingSet, path: Path, step: int, device: torch.device) -> Path:
     """Each probe twice, side by side (two fixed noise draws): control and variety in one picture."""
     idx, labels, columns = _probes(data)
     rng = torch.Generator(device="cpu").manual_seed(0)  # the same noise on every sheet
@@ -266,7 +286,7 @@ def _sample_sheet(ema: Generator, data: TrainingSet, path: Path, step: int, devi
     return save_png(sheet, path)
 
 
-def _state_tensors(loss, ema: Generator) -> tuple[dict[str, torch.Tensor], dict[str, list]]:
+def _state_tensors(loss, ema: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, list]]:
     tensors: dict[str, torch.Tensor] = {}
     for name, net in loss.networks().items():
         tensors.update({f"{name}.{k}": v for k, v in _unwrap(net).state_dict().items()})
@@ -282,7 +302,7 @@ def _state_tensors(loss, ema: Generator) -> tuple[dict[str, torch.Tensor], dict[
 
 
 def _restore(
-    run: RunFolder, loss, ema: Generator, model_config: ModelConfig, fingerprint: str
+    run: RunFolder, loss, ema: nn.Module, model_config: ModelConfig, fingerprint: str
 ) -> tuple[int, dict]:
     tensors, meta, latest = run.read_latest_checkpoint()
     if meta["model_config"] != json.loads(json.dumps(model_config.to_json())):
@@ -399,6 +419,7 @@ def train(
             images=(images[idx].float() / 127.5 - 1).contiguous(memory_format=memory_format),
             conditions=drop_colour(conditions[idx]),
             labels={k: v[idx] for k, v in labels.items()},
+            step=step,
         )
         losses = loss.step(batch)
         _update_ema(ema, G, step, config.ema_decay)

@@ -18,8 +18,19 @@ from torch import nn
 
 from productgen.models.layers import DownBlock, UpBlock, sn
 
-__all__ = ["CondProjection", "Discriminator", "Generator", "ModelConfig", "VAEEncoder"]
+__all__ = [
+    "FAMILIES",
+    "CondProjection",
+    "Discriminator",
+    "Generator",
+    "ModelConfig",
+    "VAEEncoder",
+    "channels",
+]
 
+
+# The model families (productgen.models.FAMILY_NETWORKS builds each)
+FAMILIES = ("cgan", "cvae", "vaegan", "stylegan", "dcgan")
 
 # Ranges a config read from a file must keep: wide enough for any model we train, narrow enough
 # that building the networks cannot exhaust memory.
@@ -33,7 +44,7 @@ _BOUNDS = {
 class ModelConfig:
     """Everything needed to rebuild the networks; saved with every checkpoint."""
 
-    family: str = "cgan"  # "cgan" | "cvae"
+    family: str = "cgan"  # one of FAMILIES
     image_size: int = 32
     cond_in: int = 384  # length of the condition vector given to the networks
     cond_dim: int = 128  # learned shared code
@@ -44,8 +55,8 @@ class ModelConfig:
     aux_classes: dict[str, int] = field(default_factory=dict)  # attribute -> number of classes
 
     def __post_init__(self) -> None:
-        if self.family not in {"cgan", "cvae"}:
-            raise ValueError(f"model family must be cgan or cvae, got {self.family!r}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"model family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
         for name, (low, high) in _BOUNDS.items():
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
@@ -105,18 +116,18 @@ class CondProjection(nn.Module):
         return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
 
 
-def _channels(base: int, levels: int) -> list[int]:
+def channels(base: int, levels: int) -> list[int]:
     # widest at 4x4, halving per level: 32 px, base 32 -> [256, 128, 64, 32]
     return [base * min(2 ** (levels - i), 8) for i in range(levels + 1)]
 
 
 class Generator(nn.Module):
-    """(z (B, z_dim), cond (B, cond_in)) -> image (B, 3, S, S) in [-1, 1]."""
+    """(z (B, z_dim), cond (B, cond_in)) -> image (B, 3, S, S) in [-1, 1]; psi < 1 truncates."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        ch = _channels(config.g_ch, config.levels)
+        ch = channels(config.g_ch, config.levels)
         self.cond = CondProjection(config.cond_in, config.cond_dim, config.cond_augment)
         block_cond = config.cond_dim + config.z_dim  # BigGAN: shared code and noise feed every CBN
         self.stem = nn.Linear(block_cond, ch[0] * 16)
@@ -124,8 +135,8 @@ class Generator(nn.Module):
         self.out_bn = nn.BatchNorm2d(ch[-1])
         self.out = nn.Conv2d(ch[-1], 3, 3, padding=1)
 
-    def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        c = torch.cat([self.cond(cond), z], dim=1)
+    def forward(self, z: torch.Tensor, cond: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
+        c = torch.cat([self.cond(cond), z * psi], dim=1)  # psi < 1: truncation towards z = 0
         h = self.stem(c).view(z.shape[0], -1, 4, 4)  # (B, ch0, 4, 4)
         for block in self.blocks:
             h = block(h, c)  # doubles H, W
@@ -137,7 +148,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        ch = list(reversed(_channels(config.d_ch, config.levels)))  # 32 px, 32 -> [32, 64, 128, 256]
+        ch = list(reversed(channels(config.d_ch, config.levels)))  # 32 px, 32 -> [32, 64, 128, 256]
         blocks = [DownBlock(3, ch[0], first=True)]
         blocks += [DownBlock(ch[i], ch[i + 1]) for i in range(config.levels - 1)]
         blocks.append(DownBlock(ch[-2], ch[-1], down=False))
@@ -151,13 +162,17 @@ class Discriminator(nn.Module):
         score = self.linear(h).squeeze(1) + (self.embed(cond) * h).sum(1)
         return score, {name: head(h) for name, head in self.aux.items()}
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map before pooling (B, C, 4, 4): the VAE-GAN's feature-matching space."""
+        return self.blocks(x)
+
 
 class VAEEncoder(nn.Module):
     """(image (B, 3, S, S), cond (B, cond_in)) -> (mu, logvar), each (B, z_dim)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        ch = list(reversed(_channels(config.d_ch, config.levels)))
+        ch = list(reversed(channels(config.d_ch, config.levels)))
         layers: list[nn.Module] = [nn.Conv2d(3, ch[0], 3, padding=1)]
         for i in range(config.levels):
             c_out = ch[min(i + 1, len(ch) - 1)]

@@ -1,0 +1,147 @@
+"""The model registry: every family trains, checkpoints, resumes bit for bit and renders the same
+pixels twice; the loss options and StyleGAN's parts do what they say."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from productgen.checkpoint import load_checkpoint
+from productgen.losses import Batch, GANLoss, LossWeights, VAEGANLoss, d_regulariser
+from productgen.models import (
+    FAMILIES,
+    FAMILY_NETWORKS,
+    Discriminator,
+    ModelConfig,
+    VAEEncoder,
+    build_generator,
+)
+from productgen.models.stylegan import StyleGenerator
+from productgen.render import RenderPipeline
+from productgen.train import train, train_config
+
+TINY = {"batch_size": 8, "g_ch": 8, "d_ch": 8, "z_dim": 16, "cond_dim": 32, "sample_every": 1000,
+        "checkpoint_every": 1000}  # fmt: skip
+CONFIG = ModelConfig(cond_in=40, z_dim=16, cond_dim=24, g_ch=8, d_ch=8, aux_classes={"category": 3})
+
+
+def _tiny(max_steps: int, **overrides: object):
+    return dataclasses.replace(
+        train_config("cpu-demo", **{**TINY, **overrides}), max_steps=max_steps, max_minutes=None
+    )
+
+
+def _batch(b: int = 8, step: int = 0) -> Batch:
+    return Batch(
+        images=torch.rand(b, 3, 32, 32) * 2 - 1,
+        conditions=torch.randn(b, CONFIG.cond_in),
+        labels={"category": torch.tensor([0, 1, -1, 2, 0, 1, 2, 0][:b])},
+        step=step,
+    )
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(sorted((run / "checkpoints").glob("*.safetensors"))[-1])[0]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_resumes_bit_for_bit_and_renders_deterministically(
+    tiny_snapshot: Path, tmp_path: Path, family: str
+) -> None:
+    """4 steps in one go equal 2 steps and a resume for 2 more (every tensor: networks, EMA,
+    optimisers, RNG); the model then renders the same pixels twice, each row independent of its batch."""
+    straight = train(tiny_snapshot, tmp_path / "straight", _tiny(4, family=family))
+    train(tiny_snapshot, tmp_path / "split", _tiny(2, family=family))
+    resumed = train(tiny_snapshot, tmp_path / "split", _tiny(4, family=family), resume=True)
+    assert straight.step == resumed.step == 4
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+    assert a.keys() == b.keys() and any(k.startswith("G.") for k in a)
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    prefixes = {k.split(".")[0] for k in a}
+    networks = FAMILY_NETWORKS[family]
+    assert ("D" in prefixes) == (networks.discriminator is not None)
+    assert ("E" in prefixes) == (networks.encoder is not None)
+
+    pipeline = RenderPipeline.from_run(tmp_path / "split")
+    assert pipeline.generator.config.family == family
+    conditions, _ = pipeline.snapshot_conditions(tiny_snapshot)
+    seeds = pipeline.seeds([f"sku-{i}" for i in range(6)])
+    first = pipeline(conditions=conditions[:6], seeds=seeds).images
+    again = RenderPipeline.from_run(tmp_path / "split")(conditions=conditions[:6], seeds=seeds).images
+    alone = pipeline(conditions=conditions[2:3], seeds=seeds[2:3]).images
+    assert first.shape == (6, 32, 32, 3) and first.std() > 0
+    assert np.array_equal(first, again) and np.array_equal(first[2:3], alone)
+    assert not np.array_equal(first[0], first[1])
+
+
+@pytest.mark.parametrize("adversarial", ["hinge", "nonsaturating", "wgan-gp"])
+@pytest.mark.parametrize("family", ["cgan", "vaegan"])
+def test_each_adversarial_loss_trains_each_discriminator_family(family: str, adversarial: str) -> None:
+    """One step under every loss option gives finite losses and moves the generator."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(CONFIG, family=family)
+    G, D = build_generator(config), Discriminator(config)
+    before = [p.detach().clone() for p in G.parameters()]
+    weights = LossWeights(adversarial=adversarial)
+    if family == "cgan":
+        loss = GANLoss(G, D, torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters()), weights)
+    else:
+        E = VAEEncoder(config)
+        opt_g = torch.optim.Adam([*G.parameters(), *E.parameters()])
+        loss = VAEGANLoss(G, E, D, opt_g, torch.optim.Adam(D.parameters()), weights)
+    metrics = loss.step(_batch())
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    assert any(not torch.equal(p, q) for p, q in zip(before, G.parameters(), strict=True))
+
+
+def test_gradient_penalties_follow_the_settings() -> None:
+    """WGAN-GP's penalty is on whenever its loss is chosen; R1 only on its lazy steps, scaled up."""
+    torch.manual_seed(0)
+    D, batch = Discriminator(CONFIG), _batch()
+    fake = torch.rand_like(batch.images) * 2 - 1
+    assert float(d_regulariser(D, LossWeights(), batch, fake)) == 0.0
+    assert float(d_regulariser(D, LossWeights(adversarial="wgan-gp"), batch, fake).detach()) > 0
+    r1 = LossWeights(r1=1.0, r1_every=4)
+    on, off = d_regulariser(D, r1, _batch(step=8), fake), d_regulariser(D, r1, _batch(step=9), fake)
+    assert float(on.detach()) > 0 and float(off) == 0.0
+    on.backward()  # the penalty trains D
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in D.parameters())
+    with pytest.raises(ValueError, match="adversarial loss must be one of"):
+        LossWeights(adversarial="wasserstein")
+
+
+def test_stylegan_mixes_styles_in_training_and_truncates_towards_its_condition() -> None:
+    """Training draws mixed per-layer styles; eval uses one w per image and fixed noise; psi=0 gives
+    every noise draw the same image for one condition, and different conditions stay different."""
+    torch.manual_seed(0)
+    G = StyleGenerator(dataclasses.replace(CONFIG, family="stylegan"))
+    z, cond = torch.randn(64, 16), torch.randn(1, CONFIG.cond_in).expand(64, -1)
+    ws = G.train().ws(z, cond)
+    assert (ws[:, 0] != ws[:, -1]).any(dim=1).any()  # some images took later styles from a second w
+    G.eval()
+    assert torch.equal(G.ws(z, cond), G.ws(z, cond)[:, :1].expand(-1, G.num_ws, -1))
+    with torch.no_grad():
+        assert torch.equal(G(z[:4], cond[:4]), G(z[:4], cond[:4]))  # const noise in eval
+        centred = G(z[:4], cond[:4], psi=0.0)
+        assert torch.allclose(centred[0], centred[3], atol=1e-5)
+        free = G(z[:4], cond[:4])
+        assert (free[0] - free[3]).abs().max() > 1e-3
+        other = G(z[:1], torch.randn(1, CONFIG.cond_in), psi=0.0)
+        assert (other[0] - centred[0]).abs().max() > 1e-3
+
+
+def test_family_settings_are_data_and_the_loss_is_an_option() -> None:
+    assert train_config("cpu-demo", family="stylegan").weights.r1 > 0
+    assert train_config("cpu-demo", family="dcgan").weights.adversarial == "nonsaturating"
+    wgan = train_config("cpu-demo", family="cgan", loss="wgan-gp")
+    assert wgan.weights.adversarial == "wgan-gp" and wgan.weights.kl_cond == 0.05  # family weights kept
+    partial = train_config("cpu-demo", family="vaegan", weights={"adv": 5.0})
+    assert partial.weights.adv == 5.0 and partial.weights.kl_vae == 2.0
+    with pytest.raises(ValueError, match="unknown model family"):
+        train_config("cpu-demo", family="diffusion")
+    with pytest.raises(ValueError, match="model family must be one of"):
+        ModelConfig(family="diffusion")
