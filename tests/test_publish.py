@@ -66,6 +66,25 @@ def test_variants_sizes_and_formats(tiny_snapshot: Path, tiny_run: Path, tmp_pat
     assert store.head(f"{trained.version}/{sku}.webp").content_type == "image/webp"
 
 
+def test_a_new_truncation_re_renders_every_row_once(tiny_snapshot: Path, tiny_run: Path, tmp_path: Path) -> None:
+    """psi is part of what an image is made from: changing it republishes every row with new
+    pixels, the same psi again publishes nothing; psi 1 keeps the hashes of earlier manifests."""
+    trained = RenderPipeline.from_run(tiny_run)
+    store = open_store(str(tmp_path / "psi"))
+
+    def run(psi: float):
+        return publish(tiny_snapshot, trained, store, PublishConfig(render=RenderConfig(truncation=psi)))
+
+    assert run(1.0).published == 280
+    key = _manifest(store)["key"].iloc[0]
+    before = store.get(key)
+    assert run(0.5).published == 280 and store.get(key) != before
+    assert run(0.5).unchanged == 280
+    assert run(1.0).published == 280 and store.get(key) == before
+    with pytest.raises(ValueError, match="truncation must be from 0 to 1"):
+        RenderConfig(truncation=1.5)
+
+
 def _changed_snapshot(tiny_snapshot: Path, tmp_path: Path, text_encoder, skus: list[str]) -> Path:
     """The tiny catalog with new titles for `skus`, ingested and encoded again."""
     summary = json.loads((tiny_snapshot / "summary.json").read_text())
