@@ -66,7 +66,9 @@ def test_variants_sizes_and_formats(tiny_snapshot: Path, tiny_run: Path, tmp_pat
     assert store.head(f"{trained.version}/{sku}.webp").content_type == "image/webp"
 
 
-def test_a_new_truncation_re_renders_every_row_once(tiny_snapshot: Path, tiny_run: Path, tmp_path: Path) -> None:
+def test_a_new_truncation_re_renders_every_row_once(
+    tiny_snapshot: Path, tiny_run: Path, tmp_path: Path
+) -> None:
     """psi is part of what an image is made from: changing it republishes every row with new
     pixels, the same psi again publishes nothing; psi 1 keeps the hashes of earlier manifests."""
     trained = RenderPipeline.from_run(tiny_run)
