@@ -115,6 +115,25 @@ def _aux_loss(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) 
     return total
 
 
+def _judge(D: nn.Module, w: LossWeights, x: torch.Tensor, cond: torch.Tensor):
+    """D's (score, aux logits) on images as it sees them in training (DiffAugment when on)."""
+    return D(diff_augment(x) if w.augment else x, cond)
+
+
+def _d_loss(D: nn.Module, w: LossWeights, batch: Batch, fake: torch.Tensor, fake_cond: torch.Tensor):
+    """The discriminator's loss on real photos vs `fake` (detached), aux heads on real photos only,
+    plus its regularisers; (loss, aux loss)."""
+    real_score, real_aux = _judge(D, w, batch.images, batch.conditions)
+    fake_score, _ = _judge(D, w, fake.detach(), fake_cond)
+    d_aux = _aux_loss(real_aux, batch.labels)
+    d_loss = d_adversarial(w.adversarial, real_score, fake_score) + w.aux * d_aux
+    return d_loss + d_regulariser(D, w, batch, fake[: len(batch.images)]), d_aux
+
+
+def _vae_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).sum(1).mean()
+
+
 class GANLoss:
     """One step = one discriminator update, then one generator update."""
 
@@ -129,9 +148,6 @@ class GANLoss:
     ) -> None:
         self.G, self.D, self.opt_g, self.opt_d, self.w = generator, discriminator, opt_g, opt_d, weights
         self.autocast = autocast or nullcontext()
-
-    def _d(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self.D(diff_augment(x) if self.w.augment else x, cond)
 
     def _diversity(self, z: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """-min(image distance / noise distance, cap) for a second draw on half the batch's conditions.
@@ -155,11 +171,7 @@ class GANLoss:
         with self.autocast:
             with torch.no_grad():
                 fake = self.G(z, batch.conditions)
-            real_score, real_aux = self._d(batch.images, batch.conditions)
-            fake_score, _ = self._d(fake, batch.conditions)
-            d_adv = d_adversarial(self.w.adversarial, real_score, fake_score)
-            d_aux = _aux_loss(real_aux, batch.labels)
-            d_loss = d_adv + self.w.aux * d_aux + d_regulariser(self.D, self.w, batch, fake)
+            d_loss, d_aux = _d_loss(self.D, self.w, batch, fake, batch.conditions)
         d_loss.backward()
         self.opt_d.step()
 
@@ -167,7 +179,7 @@ class GANLoss:
         self.opt_g.zero_grad(set_to_none=True)
         with self.autocast:
             fake = self.G(z, batch.conditions)
-            fake_score, fake_aux = self._d(fake, batch.conditions)
+            fake_score, fake_aux = _judge(self.D, self.w, fake, batch.conditions)
             g_adv = g_adversarial(self.w.adversarial, fake_score)
             g_aux = _aux_loss(fake_aux, batch.labels)
             g_kl = self.G.cond.kl
@@ -211,7 +223,7 @@ class VAELoss:
             recon = self.G(z, batch.conditions)
             # per-image sums: a Gaussian likelihood whose scale suits [-1, 1] pixels
             rec = F.l1_loss(recon.float(), batch.images, reduction="none").sum((1, 2, 3)).mean()
-            kl = 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).sum(1).mean()
+            kl = _vae_kl(mu, logvar)
             loss = rec + self.w.kl_vae * kl + self.w.kl_cond * self.G.cond.kl
         loss.backward()
         self.opt.step()
@@ -248,9 +260,6 @@ class VAEGANLoss:
         )
         self.autocast = autocast or nullcontext()
 
-    def _d(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self.D(diff_augment(x) if self.w.augment else x, cond)
-
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One update; returns the losses as 0-d tensors (reading them waits for the device)."""
         x, cond, kind = batch.images, batch.conditions, self.w.adversarial
@@ -262,11 +271,7 @@ class VAEGANLoss:
 
             # discriminator: real photos against both kinds of generated image
             self.opt_d.zero_grad(set_to_none=True)
-            real_score, real_aux = self._d(x, cond)
-            fake_score, _ = self._d(torch.cat([recon, prior]).detach(), torch.cat([cond, cond]))
-            d_adv = d_adversarial(kind, real_score, fake_score)
-            d_aux = _aux_loss(real_aux, batch.labels)
-            d_loss = d_adv + self.w.aux * d_aux + d_regulariser(self.D, self.w, batch, prior)
+            d_loss, _ = _d_loss(self.D, self.w, batch, torch.cat([prior, recon]), torch.cat([cond, cond]))
         d_loss.backward()
         self.opt_d.step()
 
@@ -274,12 +279,12 @@ class VAEGANLoss:
         self.opt_g.zero_grad(set_to_none=True)
         with self.autocast:
             rec = F.l1_loss(recon.float(), x, reduction="none").sum((1, 2, 3)).mean()
-            kl = 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).sum(1).mean()
+            kl = _vae_kl(mu, logvar)
             with torch.no_grad():
                 target = self.D.feature_map(x).float()
             fm = F.mse_loss(self.D.feature_map(recon).float(), target, reduction="none").sum((1, 2, 3)).mean()
             both = torch.cat([recon, prior])
-            score, aux = self._d(both, torch.cat([cond, cond]))
+            score, aux = _judge(self.D, self.w, both, torch.cat([cond, cond]))
             g_adv = g_adversarial(kind, score)
             g_aux = _aux_loss(aux, {k: torch.cat([v, v]) for k, v in batch.labels.items()})
             g_loss = (
