@@ -16,7 +16,7 @@ poorly (see README, "Text control").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -240,6 +240,20 @@ class Conditioner:
         """(N, C) conditions for every valid row of `snapshot`, and the rows with what was read."""
         conditions, rows, _ = snapshot_conditions(snapshot, self.config, self.vocabulary)
         return conditions, rows
+
+    def stream(self, snapshot: Snapshot, positions: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(positions, (n, C) conditions) for the sorted row `positions`, a window of rows at a time.
+
+        The same vectors `for_snapshot` gives those rows, in memory bounded by one window.
+        """
+        _check_width(snapshot, self.config)
+        columns = ["embedding", "category_embedding", "color_embedding"]
+        for at, reads, vectors in snapshot.stream_encoded(positions, columns):
+            conditions = conditions_from_reads(
+                self.config, self.vocabulary, reads, vectors["embedding"],
+                np.nan_to_num(vectors["category_embedding"]), np.nan_to_num(vectors["color_embedding"]),
+            )  # fmt: skip
+            yield at, conditions
 
     def for_prompts(self, texts: Sequence[str], encoder: TextEncoder) -> tuple[np.ndarray, pd.DataFrame]:
         """(N, C) conditions for free-text prompts, and what was read from each (READ_COLUMNS)."""

@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from productgen.shards import Shard
 from productgen.storage import ObjectStore, PreconditionFailed, StorageError
 
 __all__ = ["MANIFEST_COLUMNS", "ManifestWriter", "new_run_id", "published_index", "read_latest"]
@@ -91,12 +92,18 @@ def _unfinished_parts(store: ObjectStore) -> list[str]:
     return [key for run_id in sorted(runs) if run_id not in finished for key in sorted(runs[run_id])]
 
 
-def published_index(store: ObjectStore) -> tuple[pd.DataFrame, list[str]]:
-    """Every object the store's manifests record, one row per key (newest wins); and the parts read."""
+def published_index(store: ObjectStore, shard: Shard | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Every object the store's manifests record, one row per key (newest wins); and the parts read.
+
+    shard: only the records of that shard's SKUs (a shard's worker holds its own share).
+    """
     latest = read_latest(store)
-    frames = [_read(store, latest["manifest"])] if latest else []
+    keys = [latest["manifest"]] if latest else []
     parts = _unfinished_parts(store)
-    frames += [_read(store, key) for key in parts]
+    frames = []
+    for key in [*keys, *parts]:
+        frame = _read(store, key)
+        frames.append(frame[shard.contains(frame["sku"])] if shard else frame)
     if not frames:
         return _empty(), parts
     index = pd.concat(frames, ignore_index=True).sort_values("rendered_at", kind="stable")
@@ -106,8 +113,14 @@ def published_index(store: ObjectStore) -> tuple[pd.DataFrame, list[str]]:
 class ManifestWriter:
     """Collect published records; write a part every `chunk_rows`; finish with the whole manifest."""
 
-    def __init__(self, store: ObjectStore, run_id: str, chunk_rows: int = 2000) -> None:
+    def __init__(
+        self, store: ObjectStore, run_id: str, chunk_rows: int = 2000, part_prefix: str = "part-"
+    ) -> None:
+        """part_prefix: names this writer's parts; writers sharing a run (its shards) need their own."""
+        if not part_prefix.startswith("part-") or "/" in part_prefix:
+            raise ValueError(f"part_prefix must start with 'part-' and hold no '/'; got {part_prefix!r}")
         self.store, self.run_id, self.chunk_rows = store, run_id, chunk_rows
+        self.part_prefix = part_prefix
         self.pending: list[dict[str, object]] = []
         self.parts: list[str] = []
         self.frames: list[pd.DataFrame] = []  # every flushed part, for the final manifest
@@ -121,7 +134,7 @@ class ManifestWriter:
         """Write the pending records as the next part (after their uploads succeeded)."""
         if not self.pending:
             return
-        key = f"{RUNS}{self.run_id}/part-{len(self.parts):05d}.parquet"
+        key = f"{RUNS}{self.run_id}/{self.part_prefix}{len(self.parts):05d}.parquet"
         frame = pd.DataFrame(self.pending)
         self.store.put(key, _to_bytes(frame), content_type=PARQUET)
         self.parts.append(key)
@@ -138,7 +151,7 @@ class ManifestWriter:
 
     def finish(
         self,
-        rows: pd.DataFrame,
+        rows: pd.DataFrame | None,
         absorbed_parts: list[str],
         summary: dict[str, object],
         *,
@@ -146,6 +159,8 @@ class ManifestWriter:
         attempts: int = 8,
     ) -> tuple[str, int]:
         """Merge `rows` into what the store records now, write it, point `manifests/latest` at it.
+
+        rows: None when the records are all in parts already (a sharded run's shards wrote them).
 
         model_version: the manifest is the published state under one model; rows of other
         versions that other runs recorded meanwhile are left out (None: keep every row).
@@ -158,7 +173,8 @@ class ManifestWriter:
             others, parts = published_index(self.store)
             if model_version is not None:
                 others = others[others["model_version"] == model_version]
-            merged = pd.concat([others, rows], ignore_index=True) if len(others) else rows
+            frames = [f for f in (others, rows) if f is not None and len(f)]
+            merged = pd.concat(frames, ignore_index=True) if frames else _empty()
             merged = merged.sort_values("rendered_at", kind="stable").drop_duplicates("key", keep="last")
             self.store.put(key, _to_bytes(merged), content_type=PARQUET)
             pointer = {"run_id": self.run_id, "manifest": key, "rows": len(merged), **summary}

@@ -7,17 +7,24 @@
     4. render    generator batches in this thread; encode + upload on a thread pool, bounded
     5. record    manifest parts as uploads complete; the whole manifest and `latest` at the end
 
-Memory stays flat with catalog size: at most `max_in_flight` images are between the generator and
-the store. PIL's encoders and boto3's sockets release the GIL, so the pool keeps every core busy
-while this thread generates the next batch.
+Memory stays flat with catalog size: conditions are read a window of snapshot rows at a time,
+and at most `max_in_flight` images are between the generator and the store. PIL's encoders and
+boto3's sockets release the GIL, so the pool keeps every core busy while this thread generates
+the next batch.
+
+Fan-out: with `shard`, one call publishes one shard's SKUs (productgen.shards) and records them
+in parts of its own; `finish_publish` then writes the run's manifest from every shard's parts.
+The flows run the shards as tasks on Dask workers; any process that can reach the store can run
+a shard.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,10 +36,11 @@ import pandas as pd
 from productgen.attributes import LOW_CONFIDENCE
 from productgen.manifest import ManifestWriter, new_run_id, published_index
 from productgen.render import RenderConfig, RenderPipeline, encode_image, noise_seed
+from productgen.shards import Shard
 from productgen.snapshot import Snapshot
 from productgen.storage import ObjectStore, PreconditionFailed
 
-__all__ = ["PublishConfig", "PublishProgress", "PublishSummary", "image_key", "publish"]
+__all__ = ["PublishConfig", "PublishProgress", "PublishSummary", "finish_publish", "image_key", "publish"]
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"  # a key never changes model version
 
@@ -108,11 +116,13 @@ def _doubtful(rows: pd.DataFrame) -> np.ndarray:
     return category | colour
 
 
-def _plan(snapshot: Path, pipeline: RenderPipeline, config: PublishConfig) -> tuple[pd.DataFrame, np.ndarray]:
-    """One row per image to exist: sku, variant, key, seed, content_hash, row (into conditions)."""
-    if Snapshot(snapshot).num_rows() == 0:
-        raise ValueError(f"{snapshot}: the snapshot has no valid rows; nothing to render")
-    conditions, rows = pipeline.snapshot_conditions(snapshot)
+def _plan(snap: Snapshot, version: str, config: PublishConfig, shard: Shard | None) -> pd.DataFrame:
+    """One row per image to exist: row (position in the snapshot), sku, variant, key, content_hash."""
+    if snap.num_rows() == 0:
+        raise ValueError(f"{snap.root}: the snapshot has no valid rows; nothing to render")
+    rows = pd.concat([snap.read_rows(["sku", "content_hash", "image"]), snap.read_reads()], axis=1)
+    if shard is not None:
+        rows = rows[shard.contains(rows["sku"])]
     if config.only_missing and "image" in rows.columns:
         keep = rows["image"].isna() | (rows["image"].astype(str).str.strip() == "")
         rows = rows[keep.to_numpy()]
@@ -126,10 +136,9 @@ def _plan(snapshot: Path, pipeline: RenderPipeline, config: PublishConfig) -> tu
             "doubtful": np.repeat(_doubtful(rows), variants),
         }
     )
-    fmt, version = config.render.image_format, pipeline.version
+    fmt = config.render.image_format
     plan["key"] = [image_key(version, s, v, fmt) for s, v in zip(plan["sku"], plan["variant"], strict=True)]
-    plan["seed"] = [noise_seed(s, version, v) for s, v in zip(plan["sku"], plan["variant"], strict=True)]
-    return plan, conditions
+    return plan
 
 
 def _metadata(item: dict, model_version: str, sha256: str) -> dict[str, str]:
@@ -195,21 +204,34 @@ def publish(
     config: PublishConfig = PublishConfig(),
     *,
     on_progress: Callable[[PublishProgress], None] | None = None,
+    shard: Shard | None = None,
+    run_id: str | None = None,
 ) -> PublishSummary:
-    """Render every planned image not yet published and upload it; write the run's manifest."""
+    """Render every planned image not yet published and upload it; write the run's manifest.
+
+    shard: publish only that shard's SKUs, as one task of a run (`run_id`) whose shards run
+    apart; the shard records what it wrote in parts of its own and `finish_publish` writes the
+    run's manifest. A shard run again after a lost worker skips what its first attempt recorded
+    and adopts what it wrote unrecorded, as a whole run does.
+    """
     started = time.perf_counter()
-    run_id, version = new_run_id(), pipeline.version
-    plan, conditions = _plan(snapshot, pipeline, config)
+    if shard is not None and run_id is None:
+        raise ValueError("a shard publishes as part of a run: give the run's run_id")
+    run_id, version = run_id or new_run_id(), pipeline.version
+    snap = pipeline.check_snapshot(snapshot)
+    plan = _plan(snap, version, config, shard)
 
     # 2. skip what a manifest already records with the same description and model
-    index, absorbed = published_index(store)
+    index, absorbed = published_index(store, shard)
     plan = plan.merge(index[["key", "content_hash", "model_version"]], on=["key", "content_hash"], how="left")
     done_before = (plan.pop("model_version") == version).to_numpy()
     unchanged = int(done_before.sum())
-    todo = plan[~done_before].reset_index(drop=True)
+    todo = plan[~done_before].sort_values(["row", "variant"], kind="stable").reset_index(drop=True)
+    todo["seed"] = [noise_seed(s, version, v) for s, v in zip(todo["sku"], todo["variant"], strict=True)]
 
     # 3. adopt objects a killed run uploaded after its last manifest part
-    writer = ManifestWriter(store, run_id, config.manifest_chunk)
+    prefix = f"part-{shard.name}-{secrets.token_hex(3)}-" if shard else "part-"
+    writer = ManifestWriter(store, run_id, config.manifest_chunk, part_prefix=prefix)
     recovered = _recover(store, todo, version, run_id)
     writer.add(recovered)
     todo = todo[~todo["key"].isin({r["key"] for r in recovered})].reset_index(drop=True)
@@ -243,44 +265,81 @@ def publish(
         writer.add(records)
 
     futures: list[Future] = []
-    batch = config.render.batch_size
+    batch, done = config.render.batch_size, 0
+    todo_rows = todo["row"].to_numpy()
     with ThreadPoolExecutor(config.upload_workers, thread_name_prefix="publish") as pool:
-        for start in range(0, len(todo), batch):
+        # conditions come a window of snapshot rows at a time: memory does not grow with the catalog
+        for positions, conditions in pipeline.stream_conditions(snapshot, np.unique(todo_rows)):
+            lo, hi = np.searchsorted(todo_rows, [positions[0], positions[-1] + 1])
+            where = np.searchsorted(positions, todo_rows[lo:hi])  # each image's row in `conditions`
+            for start in range(lo, hi, batch):
+                if failures:
+                    break
+                items = todo.iloc[start : min(start + batch, hi)].to_dict("records")
+                pixels = pipeline(
+                    conditions=conditions[where[start - lo : start - lo + len(items)]],
+                    seeds=[i["seed"] for i in items], truncation=config.render.truncation,
+                ).images  # fmt: skip
+                for item, image in zip(items, pixels, strict=True):
+                    slots.acquire()
+                    futures.append(pool.submit(store_one, item, image))
+                futures = [f for f in futures if not f.done()]
+                drain()
+                done += len(items)
+                if on_progress:
+                    on_progress(PublishProgress(len(todo), done, time.perf_counter() - started))
             if failures:
                 break
-            items = todo.iloc[start : start + batch].to_dict("records")
-            rows, seeds = [i["row"] for i in items], [i["seed"] for i in items]
-            pixels = pipeline(
-                conditions=conditions[rows], seeds=seeds, truncation=config.render.truncation
-            ).images
-            for item, image in zip(items, pixels, strict=True):
-                slots.acquire()
-                futures.append(pool.submit(store_one, item, image))
-            futures = [f for f in futures if not f.done()]
-            drain()
-            if on_progress:
-                on_progress(PublishProgress(len(todo), start + len(items), time.perf_counter() - started))
         wait(futures)
     drain()
     writer.flush()  # everything that landed is recorded before any failure is raised
     if failures:
         raise failures[0]
 
-    # 5. the whole published state under this model: what earlier runs recorded (rows this run
-    #    did not plan, e.g. with --only-missing, included) plus everything this run wrote
     written = writer.written()
-    carried = index[(index["model_version"] == version) & ~index["key"].isin(set(written["key"]))]
-    rows = pd.concat([carried, written], ignore_index=True) if len(carried) else written
     new = len(written) - len(recovered)
     summary = PublishSummary(
         run_id=run_id, dest=store.uri, model_version=version, rows=int(plan["sku"].nunique()),
-        images=len(rows), published=new, unchanged=unchanged, recovered=len(recovered),
+        images=len(written), published=new, unchanged=unchanged, recovered=len(recovered),
         low_confidence=int(plan.loc[plan["doubtful"], "sku"].nunique()),
         retried_writes=store.retried_writes - retried_before, adopted_writes=len(adopted),
         bytes=int(written["bytes"].sum()), seconds=time.perf_counter() - started, manifest="",
     )  # fmt: skip
+    if shard is not None:
+        return summary  # the run's manifest is finish_publish's, once every shard is done
+
+    # 5. the whole published state under this model: what earlier runs recorded (rows this run
+    #    did not plan, e.g. with --only-missing, included) plus everything this run wrote
+    carried = index[(index["model_version"] == version) & ~index["key"].isin(set(written["key"]))]
+    rows = pd.concat([carried, written], ignore_index=True) if len(carried) else written
     key, summary.images = writer.finish(
         rows, absorbed, {"model_version": version, "published": new, "dest": store.uri}, model_version=version
     )
     summary.manifest = f"{store.uri}/{key}"
     return summary
+
+
+def finish_publish(store: ObjectStore, shards: Sequence[PublishSummary], seconds: float) -> PublishSummary:
+    """The manifest of a sharded run: every shard's parts merged with what the store recorded.
+
+    shards: one summary per shard, all of one run and model; seconds: the run's wall time.
+    """
+    runs = {(s.run_id, s.model_version) for s in shards}
+    if len(runs) != 1:
+        raise ValueError(f"finish_publish merges the shards of one run; got {sorted(runs)}")
+    ((run_id, version),) = runs
+    counts = {
+        name: sum(getattr(s, name) for s in shards)
+        for name in ("rows", "published", "unchanged", "recovered", "low_confidence", "retried_writes",
+                     "adopted_writes", "bytes")
+    }  # fmt: skip
+    writer = ManifestWriter(store, run_id)
+    key, images = writer.finish(
+        None, [], {"model_version": version, "published": counts["published"], "dest": store.uri,
+                   "shards": len(shards)},
+        model_version=version,
+    )  # fmt: skip
+    return PublishSummary(
+        run_id=run_id, dest=store.uri, model_version=version, images=images, seconds=seconds,
+        manifest=f"{store.uri}/{key}", **counts,
+    )  # fmt: skip

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,8 +140,8 @@ class RenderPipeline:
         """One noise seed per name (a SKU, or any stable label) under this model version."""
         return [noise_seed(name, self.version, variant) for name in names]
 
-    def snapshot_conditions(self, snapshot: Path) -> tuple[np.ndarray, pd.DataFrame]:
-        """(N, C) conditions for a snapshot's rows, checked against the model's text model."""
+    def check_snapshot(self, snapshot: Path) -> Snapshot:
+        """The snapshot, if it was encoded with this model's text model."""
         snap = Snapshot(snapshot)
         encoding = snap.encoding()
         if encoding.model != self.text_model:
@@ -149,7 +149,17 @@ class RenderPipeline:
                 f"{snapshot}: encoded with {encoding.model}, but model {self.version} reads "
                 f"{self.text_model}; run `productgen encode {snapshot} --model {self.text_model}`"
             )
-        return self.conditioner.for_snapshot(snap)
+        return snap
+
+    def snapshot_conditions(self, snapshot: Path) -> tuple[np.ndarray, pd.DataFrame]:
+        """(N, C) conditions for a snapshot's rows, checked against the model's text model."""
+        return self.conditioner.for_snapshot(self.check_snapshot(snapshot))
+
+    def stream_conditions(
+        self, snapshot: Path, positions: np.ndarray
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(positions, conditions) for sorted row positions, a window at a time (flat memory)."""
+        return self.conditioner.stream(self.check_snapshot(snapshot), positions)
 
     @torch.no_grad()
     def __call__(

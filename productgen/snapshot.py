@@ -21,6 +21,7 @@ them through it. Nobody else spells a file name of this folder.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ _VALID, _REJECTS_PARQUET, _REJECTS_CSV = "valid.parquet", "rejects.parquet", "re
 _SUMMARY, _EMBEDDINGS, _ENCODE, _CACHE = "summary.json", "embeddings.parquet", "encode.json", ".cache"
 _PHOTO_REJECTS, _READS, _MAP = "photo-rejects.csv", "reads.parquet", "attribute-map.json"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+STREAM_ROWS = 65_536  # rows per batch when a stage streams a snapshot instead of loading it
 
 
 @dataclass(frozen=True)
@@ -162,11 +164,52 @@ class Snapshot:
         self.require_rows()
         if not self.reads_path.is_file():
             raise ValueError(f"{self.root}: no {_READS}; run `productgen encode {self.root}` first")
-        table = self._aligned(self.reads_path, None).drop_columns(["sku", "content_hash"])
-        return (
-            table.to_pandas()
-            .astype({c: object for c in table.column_names if "_confidence" not in c})
-            .where(lambda frame: frame.notna(), None)
+        return _as_objects(self._aligned(self.reads_path, None).drop_columns(["sku", "content_hash"]))
+
+    def stream_encoded(
+        self, positions: np.ndarray, columns: list[str], batch_rows: int = STREAM_ROWS
+    ) -> Iterator[tuple[np.ndarray, pd.DataFrame, dict[str, np.ndarray]]]:
+        """For sorted row positions: (positions, reads, {column: (n, D) embeddings}) batch by batch.
+
+        Reads the files in order, one window of `batch_rows` rows at a time, so memory stays one
+        window whatever the snapshot's size. Every window is checked against the valid rows'
+        (sku, content_hash) as `_aligned` checks whole files.
+        """
+        self.require_rows()
+        if not (self.embeddings_path.is_file() and self.reads_path.is_file()):
+            self.require_encoded()
+            raise ValueError(f"{self.root}: no {_READS}; run `productgen encode {self.root}` first")
+        positions = np.asarray(positions, np.int64)
+        total = self.num_rows()
+        for path in (self.embeddings_path, self.reads_path):
+            if pq.ParquetFile(path).metadata.num_rows != total:
+                raise self._misaligned(path)
+        if len(positions) and not (positions[0] >= 0 and positions[-1] < total):
+            raise IndexError(f"{self.root}: row positions outside 0..{total - 1}")
+        keys = ["sku", "content_hash"]
+        windows = zip(
+            _windows(self.valid_path, keys, batch_rows),
+            _windows(self.embeddings_path, [*keys, *columns], batch_rows),
+            _windows(self.reads_path, None, batch_rows),
+            strict=False,
+        )
+        start = 0
+        for valid, embedded, read in windows:
+            n = valid.num_rows
+            if not all(_same(t.column(k), valid.column(k)) for t in (embedded, read) for k in keys):
+                raise self._misaligned(self.embeddings_path)
+            lo, hi = np.searchsorted(positions, [start, start + n])
+            if hi > lo:
+                take = pa.array(positions[lo:hi] - start)
+                reads = _as_objects(read.drop_columns(keys).take(take))
+                vectors = {c: to_matrix(embedded.column(c).take(take)) for c in columns}
+                yield positions[lo:hi], reads, vectors
+            start += n
+
+    def _misaligned(self, path: Path) -> ValueError:
+        return ValueError(
+            f"{self.root}: {path.name} describes other rows than the valid rows (the snapshot "
+            f"was ingested again after encoding); run `productgen encode {self.root}`"
         )
 
     def _aligned(self, path: Path, columns: list[str] | None) -> pa.Table:
@@ -181,10 +224,7 @@ class Snapshot:
         table = pq.read_table(path, columns=None if columns is None else [*keys, *columns])
         rows = pq.read_table(self.valid_path, columns=keys)
         if table.num_rows != rows.num_rows or not all(_same(table.column(k), rows.column(k)) for k in keys):
-            raise ValueError(
-                f"{self.root}: {path.name} describes other rows than the valid rows (the snapshot "
-                f"was ingested again after encoding); run `productgen encode {self.root}`"
-            )
+            raise self._misaligned(path)
         return table
 
     def attribute_map(self) -> dict[str, dict[str, str]]:
@@ -227,6 +267,35 @@ def escape_formula(value: object) -> object:
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
     return value
+
+
+def _as_objects(reads: pa.Table) -> pd.DataFrame:
+    """The reads table as pandas: text as Python objects, nulls as None."""
+    return (
+        reads.to_pandas()
+        .astype({c: object for c in reads.column_names if "_confidence" not in c})
+        .where(lambda frame: frame.notna(), None)
+    )
+
+
+def _windows(path: Path, columns: list[str] | None, rows: int) -> Iterator[pa.Table]:
+    """A parquet file as consecutive tables of exactly `rows` rows (the last one shorter).
+
+    Files written apart break their batches at different rows; equal windows let several files
+    describing the same rows be read side by side.
+    """
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=columns):
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows).combine_chunks()
+            rest = table.slice(rows)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending).combine_chunks()
 
 
 def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> bool:
