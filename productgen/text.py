@@ -14,8 +14,9 @@ Embeddings are float32 and L2-normalised.
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from productgen.atomic import atomic_path
 from productgen.attributes import READ_COLUMNS, AttributeMap, AttributeReader, ReadTally
 from productgen.catalog.schema import DESCRIPTION_FIELDS
 from productgen.colors import without_colours
+from productgen.shards import Shard
 from productgen.snapshot import Snapshot, to_matrix
 
 __all__ = [
@@ -155,22 +157,26 @@ class EmbeddingCache:
         vectors = to_matrix(table.column("embedding"))
         return dict(zip(table.column("key").to_pylist(), vectors, strict=True))
 
-    def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+    def add(self, keys: Sequence[str], vectors: np.ndarray, *, compact: bool = True) -> None:
+        """Store new embeddings as a part of their own (a random suffix: shards add side by side).
+
+        compact: fold the parts into one when there are many; never while other processes add.
+        """
         if not keys:
             return
         parts = self._parts()
         n = int(parts[-1].stem.split("-")[1]) + 1 if parts else 0
         table = pa.table({"key": pa.array(list(keys)), "embedding": _to_list_array(vectors)})
-        with atomic_path(self.dir / f"part-{n:06d}.parquet") as tmp:
+        with atomic_path(self.dir / f"part-{n:06d}-{secrets.token_hex(4)}.parquet") as tmp:
             pq.write_table(table, tmp)
-        if len(parts) + 1 > _MAX_CACHE_PARTS:
+        if compact and len(parts) + 1 > _MAX_CACHE_PARTS:
             self._compact()
 
     def _compact(self) -> None:
         parts = self._parts()
         table = pq.read_table(parts)
         n = int(parts[-1].stem.split("-")[1]) + 1
-        with atomic_path(self.dir / f"part-{n:06d}.parquet") as tmp:
+        with atomic_path(self.dir / f"part-{n:06d}-{secrets.token_hex(4)}.parquet") as tmp:
             pq.write_table(table, tmp)
         for part in parts:
             part.unlink()
@@ -203,9 +209,19 @@ class EncodeSummary:
 
 
 def encode_snapshot(
-    snapshot: Path, cache_dir: Path, config: EncodeConfig, *, encoder: TextEncoder | None = None
+    snapshot: Path,
+    cache_dir: Path,
+    config: EncodeConfig,
+    *,
+    encoder: TextEncoder | None = None,
+    shard: Shard | None = None,
 ) -> EncodeSummary:
-    """Embed every valid row of `snapshot` (aligned row for row) and record the model and its width."""
+    """Embed every valid row of `snapshot` (aligned row for row) and record the model and its width.
+
+    shard: only bring that shard's texts into the cache (the model's work, the slow part), and
+    write nothing into the snapshot; shards run side by side, then one call without a shard
+    writes the snapshot's tables from the cache, with no text left for the model.
+    """
     started = time.perf_counter()
     snap = Snapshot(snapshot)
     snap.require_rows()
@@ -233,31 +249,46 @@ def encode_snapshot(
     columns = ["sku", "content_hash", *DESCRIPTION_FIELDS]
     rows = texts_needed = encoded = dim = 0
     tally = ReadTally()
-    writer: pq.ParquetWriter | None = None
-    with atomic_path(snap.embeddings_path) as tmp, atomic_path(snap.reads_path) as reads_tmp:
+
+    def batches() -> Iterator[tuple]:
+        """Per batch of rows: what was read, the descriptions, and every text's embedding (cached)."""
+        nonlocal rows, texts_needed, encoded
         for batch in pq.ParquetFile(snap.valid_path).iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+            if shard is not None:
+                batch = batch.filter(pa.array(shard.contains(batch.column("sku").to_pylist())))
+            if not batch.num_rows:
+                continue
             data = batch.to_pydict()
             reads = reader.read(data["title"], data["color"], data["category"])
             fields = zip(data["title"], data["brand"], data["size"], reads["category"], strict=True)
             descriptions = [description_text(*row) for row in fields]
-            read_values = {"color": reads["color"].tolist(), "category": reads["category"].tolist()}
             texts = {_text_key(t): t for t in descriptions}
             for name in FIELD_COLUMNS:
-                texts.update({_text_key(v): v for v in read_values[name] if v})
+                texts.update({_text_key(v): v for v in reads[name] if v})
             found = cache.lookup(list(texts))
             missing = [k for k in texts if k not in found]
             fresh = encode([texts[k] for k in missing])
-            cache.add(missing, fresh)
+            cache.add(missing, fresh, compact=shard is None)  # shards add side by side: no compaction
             found.update(zip(missing, fresh, strict=True))
             rows += batch.num_rows
             texts_needed += len(texts)
             encoded += len(missing)
+            tally.add(reads, data["title"])
+            yield batch, reads, descriptions, found
 
+    if shard is not None:  # the shard's texts into the cache; the snapshot's tables are one writer's
+        for *_, found in batches():
+            dim = len(next(iter(found.values())))
+        return _summary(snapshot, config, dim, rows, texts_needed, encoded, started, encode_seconds, tally)
+
+    writer: pq.ParquetWriter | None = None
+    with atomic_path(snap.embeddings_path) as tmp, atomic_path(snap.reads_path) as reads_tmp:
+        for batch, reads, descriptions, found in batches():
             dim = len(next(iter(found.values())))
             keys = {"sku": batch.column("sku"), "content_hash": batch.column("content_hash")}
             out = {**keys, "embedding": _to_list_array(np.stack([found[_text_key(t)] for t in descriptions]))}
             for name in FIELD_COLUMNS:  # the embedding of the value read, not of the raw field
-                values = read_values[name]
+                values = reads[name].tolist()
                 vectors = np.stack([found[_text_key(v)] if v else np.zeros(dim, np.float32) for v in values])
                 out[f"{name}_embedding"] = pa.FixedSizeListArray.from_arrays(
                     pa.array(vectors.reshape(-1), pa.float32()),
@@ -270,24 +301,20 @@ def encode_snapshot(
                 reads_writer = pq.ParquetWriter(reads_tmp, _READS_SCHEMA)
             writer.write_table(table)
             reads_writer.write_table(pa.table({**keys, **{c: reads[c] for c in READ_COLUMNS}}, _READS_SCHEMA))
-            tally.add(reads, data["title"])
         if writer is None:
             raise ValueError(f"{snap.valid_path}: no rows to encode")
         writer.close()
         reads_writer.close()
-    summary = EncodeSummary(
-        snapshot=str(snapshot),
-        model=config.model,
-        dim=dim,
-        template=TEMPLATE,
-        rows=rows,
-        texts=texts_needed,
-        encoded=encoded,
-        cached=texts_needed - encoded,
-        seconds=round(time.perf_counter() - started, 3),
+    summary = _summary(snapshot, config, dim, rows, texts_needed, encoded, started, encode_seconds, tally)
+    snap.write_encoding(summary.to_json())
+    return summary
+
+
+def _summary(snapshot, config, dim, rows, texts, encoded, started, encode_seconds, tally) -> EncodeSummary:
+    return EncodeSummary(
+        snapshot=str(snapshot), model=config.model, dim=dim, template=TEMPLATE, rows=rows, texts=texts,
+        encoded=encoded, cached=texts - encoded, seconds=round(time.perf_counter() - started, 3),
         encode_seconds=round(encode_seconds, 3),
         sentences_per_s=round(encoded / encode_seconds, 1) if encoded and encode_seconds > 0 else None,
         reads=tally.summary(),
-    )
-    snap.write_encoding(summary.to_json())
-    return summary
+    )  # fmt: skip

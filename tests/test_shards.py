@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from productgen.render import RenderConfig, RenderPipeline
 from productgen.shards import Shard, shard_of
 from productgen.snapshot import Snapshot
 from productgen.storage import ObjectStore, open_store
+from productgen.text import EncodeConfig, encode_snapshot
 
 
 def _manifest(store: ObjectStore):
@@ -103,3 +105,24 @@ def test_a_shard_run_again_after_a_lost_worker_duplicates_nothing(
     in_shard = int(shard.contains(rows).sum())
     assert retried.published == in_shard - len(first)  # what the first attempt wrote is not written again
     assert retried.unchanged + retried.recovered == len(first) and retried.recovered > 0
+
+
+def test_sharded_encode_fills_the_cache_and_one_pass_writes_the_same_tables(
+    tiny_snapshot: Path, text_encoder, tmp_path: Path
+) -> None:
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    for name in ("valid.parquet", "summary.json"):
+        shutil.copy(tiny_snapshot / name, snap / name)
+    cache = tmp_path / "cache"
+    config = EncodeConfig()
+    parts = [encode_snapshot(snap, cache, config, encoder=text_encoder, shard=s) for s in Shard.all(3)]
+    assert sum(p.rows for p in parts) == 280 and all(p.encoded > 0 for p in parts)
+    assert not Snapshot(snap).encoded  # shards only fill the cache
+    assembled = encode_snapshot(snap, cache, EncodeConfig(), encoder=text_encoder)
+    assert assembled.rows == 280 and assembled.encoded == 0  # every text came from the shards' cache
+    assert pq.read_table(snap / "reads.parquet").equals(pq.read_table(tiny_snapshot / "reads.parquet"))
+    for column in ("embedding", "color_embedding", "category_embedding"):  # other batch mates: float noise
+        ours = Snapshot(snap).read_embeddings(column)
+        one_pass = Snapshot(tiny_snapshot).read_embeddings(column)
+        assert np.allclose(ours, one_pass, atol=1e-5) and np.abs(ours).sum() > 0
