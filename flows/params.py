@@ -6,14 +6,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.runners import TASK_RUNNER_PATTERN
 from productgen.registry import RETRAIN_MODES
 from productgen.render import FORMATS
+from productgen.shards import MAX_SHARDS
 from productgen.train import PRESETS
 
 # The choices come from the library's own tables: a new preset shows up in the UI's form.
 Preset = Literal[tuple(PRESETS)]
 RetrainMode = Literal[RETRAIN_MODES]
 ImageFormat = Literal[tuple(FORMATS)]
+_RUNNER = "Where encode and render shards run: none, local, local:N (Dask workers) or tcp://scheduler:8786"
+_SHARDS = "Shards (by a hash of the SKU) for encode and render; 0: a few per worker"
 
 
 class NightlyParams(BaseModel):
@@ -36,6 +40,11 @@ class NightlyParams(BaseModel):
         default_factory=dict, description='Absolute floors for the gate, e.g. {"color_accuracy": 0.95}'
     )
     create_bucket: bool = Field(True, description="Create the S3 bucket when it is missing")
+    task_runner: str = Field("none", pattern=TASK_RUNNER_PATTERN, description=_RUNNER)
+    shards: int = Field(0, ge=0, le=MAX_SHARDS, description=_SHARDS)
+    train_processes: int = Field(
+        1, ge=1, le=64, description="Training processes (torchrun, DistributedDataParallel); 1: one process"
+    )
 
 
 class RenderParams(BaseModel):
@@ -53,3 +62,5 @@ class RenderParams(BaseModel):
     truncation: float = Field(
         1.0, ge=0.0, le=1.0, description="psi: below 1 trades variety for typical images"
     )
+    task_runner: str = Field("none", pattern=TASK_RUNNER_PATTERN, description=_RUNNER)
+    shards: int = Field(0, ge=0, le=MAX_SHARDS, description=_SHARDS)

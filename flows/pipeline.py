@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,19 +10,25 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_image_artifact, create_link_artifact, create_markdown_artifact
 
+from flows import runners
 from flows.params import NightlyParams, RenderParams
 from flows.tasks import (
     decide_retrain,
     encode_descriptions,
+    encode_shard,
     evaluate_model,
     fingerprint_catalog,
+    finish_render,
     first_rejects,
     ingest_catalog,
     promote_model,
+    promoted_version,
     publish_images,
+    publish_shard,
     registry_report,
     train_model,
 )
+from productgen.manifest import new_run_id
 from productgen.report import NightlyOutcome, markdown_report, nightly_summary
 from productgen.snapshot import Snapshot
 
@@ -37,12 +44,27 @@ def ingest_flow(catalog: str, workdir: str = "build/pipeline") -> dict:
 
 
 @flow(name="encode")
-def encode_flow(snapshot: str, workdir: str = "build/pipeline") -> dict:
-    """Embed every description of a snapshot (texts already embedded come from the cache)."""
+def encode_flow(
+    snapshot: str, workdir: str = "build/pipeline", task_runner: str = "none", shards: int = 0
+) -> dict:
+    """Embed every description of a snapshot (texts already embedded come from the cache).
+
+    With a Dask task runner, shards bring their texts into the cache on the workers first.
+    """
     gone = not Snapshot(Path(snapshot)).encoded
-    return encode_descriptions.with_options(refresh_cache=gone)(
-        snapshot, str(Path(workdir) / "embedding-cache")
-    )
+    cache = str(Path(workdir) / "embedding-cache")
+    if gone and (runner := runners.task_runner(task_runner)):
+        encode_shards_flow.with_options(task_runner=runner)(
+            snapshot, cache, runners.shard_count(task_runner, shards)
+        )
+    return encode_descriptions.with_options(refresh_cache=gone)(snapshot, cache)
+
+
+@flow(name="encode-shards")
+def encode_shards_flow(snapshot: str, cache: str, count: int) -> list[dict]:
+    """Every shard's texts into the embedding cache, one task per shard."""
+    futures = [encode_shard.submit(snapshot, cache, index, count) for index in range(count)]
+    return [f.result() for f in futures]
 
 
 @flow(name="train")
@@ -74,12 +96,37 @@ def evaluate_promote_flow(
 
 @flow(name="render")
 def render_flow(params: RenderParams) -> dict:
-    """Render a snapshot with the promoted model and publish it, exactly once per SKU."""
+    """Render a snapshot with the promoted model and publish it, exactly once per SKU.
+
+    With a Dask task runner, shards render and publish on the workers and the manifest is merged here.
+    """
     cache = str(Path(params.workdir) / "models")
+    if runner := runners.task_runner(params.task_runner):
+        return render_shards_flow.with_options(task_runner=runner)(
+            params, runners.shard_count(params.task_runner, params.shards)
+        )
     return publish_images(
         params.snapshot, params.dest, cache, only_missing=params.only_missing, variants=params.variants,
         image_format=params.image_format, size=params.size, truncation=params.truncation,
     )  # fmt: skip
+
+
+@flow(name="render-shards")
+def render_shards_flow(params: RenderParams, count: int) -> dict:
+    """One task per shard, all under one run id and one model version; then the run's manifest."""
+    started = time.perf_counter()
+    version, run_id = promoted_version(params.dest), new_run_id()
+    render = {"variants": params.variants, "image_format": params.image_format, "size": params.size,
+              "truncation": params.truncation}  # fmt: skip
+    cache = str(Path(params.workdir) / "models")
+    futures = [
+        publish_shard.submit(
+            params.snapshot, params.dest, cache, version, run_id, index, count, render, params.only_missing
+        )
+        for index in range(count)
+    ]
+    shards = [f.result() for f in futures]
+    return finish_render(params.dest, shards, time.perf_counter() - started)
 
 
 @flow(name="nightly", log_prints=True)
@@ -88,7 +135,7 @@ def nightly(params: NightlyParams) -> dict:
     logger = get_run_logger()
     ingested = ingest_flow(params.catalog, params.workdir)
     snapshot = ingested["snapshot"]
-    encoded = encode_flow(snapshot, params.workdir)
+    encoded = encode_flow(snapshot, params.workdir, params.task_runner, params.shards)
 
     reason = decide_retrain(params.retrain, params.dest, snapshot, params.create_bucket)
     promotion = None
@@ -106,8 +153,9 @@ def nightly(params: NightlyParams) -> dict:
         logger.info("the promoted model was trained on this data; rendering with it")
 
     render = RenderParams(
-        snapshot=snapshot, dest=params.dest, workdir=params.workdir, only_missing=params.only_missing
-    )
+        snapshot=snapshot, dest=params.dest, workdir=params.workdir, only_missing=params.only_missing,
+        task_runner=params.task_runner, shards=params.shards,
+    )  # fmt: skip
     published = render_flow(render)
     registry = registry_report(params.dest)
     _summary_artifact(params, ingested, encoded, reason, promotion, published, registry)

@@ -18,10 +18,18 @@ from prefect.tasks import exponential_backoff
 
 from productgen.catalog.ingest import ingest_source, source_fingerprint
 from productgen.evaluate import EvalConfig, evaluate_run
-from productgen.publish import PublishConfig, publish
-from productgen.registry import GateConfig, fetch_model, promote, promoted_report, retrain_reason
+from productgen.publish import PublishConfig, PublishSummary, finish_publish, publish
+from productgen.registry import (
+    GateConfig,
+    current_model,
+    fetch_model,
+    promote,
+    promoted_report,
+    retrain_reason,
+)
 from productgen.render import RenderConfig, RenderPipeline
 from productgen.report import write_report
+from productgen.shards import Shard
 from productgen.snapshot import Snapshot
 from productgen.storage import S3Settings, StorageError, open_store
 from productgen.text import DEFAULT_MODEL, EncodeConfig, encode_snapshot
@@ -115,6 +123,45 @@ def promote_model(run_dir: str, dest: str, force: bool = False, minimum: dict | 
     """Promote the run if the gate allows (or force, logged in models/history.jsonl)."""
     gate = GateConfig(minimum=minimum or {})
     return promote(Path(run_dir), open_store(dest, s3()), gate, force=force).to_json()
+
+
+@task
+def encode_shard(snapshot: str, cache_dir: str, index: int, count: int, model: str = DEFAULT_MODEL) -> dict:
+    """One shard's descriptions into the embedding cache (the text model's work, fanned out)."""
+    config = EncodeConfig(model=model)
+    return encode_snapshot(Path(snapshot), Path(cache_dir), config, shard=Shard(index, count)).to_json()
+
+
+@task(**IO_RETRIES)
+def promoted_version(dest: str) -> str:
+    """The promoted model's version, read once so every shard renders with the same model."""
+    current = current_model(open_store(dest, s3()))
+    if current is None:
+        raise StorageError(f"{dest}: no promoted model (models/current); train and promote one")
+    return current["version"]
+
+
+@task(**IO_RETRIES, task_run_name="publish-shard-{index}-of-{count}")  # exactly once: safe to retry
+def publish_shard(
+    snapshot: str, dest: str, model_cache: str, version: str, run_id: str, index: int, count: int,
+    render: dict, only_missing: bool = False,
+) -> dict:  # fmt: skip
+    """Render and publish one shard's SKUs as part of run `run_id`; the model comes from the store."""
+    store = open_store(dest, s3())
+    pipeline = RenderPipeline.from_run(fetch_model(store, Path(model_cache), version))
+    config = PublishConfig(render=RenderConfig(**render), only_missing=only_missing)
+    summary = publish(Path(snapshot), pipeline, store, config, shard=Shard(index, count), run_id=run_id)
+    get_run_logger().info(
+        f"shard {index + 1}/{count}: {summary.published} published, {summary.unchanged} unchanged"
+    )
+    return summary.to_json()
+
+
+@task(**IO_RETRIES)
+def finish_render(dest: str, shards: list[dict], seconds: float) -> dict:
+    """The run's manifest from every shard's parts."""
+    summaries = [PublishSummary.from_json(s) for s in shards]
+    return finish_publish(open_store(dest, s3()), summaries, seconds).to_json()
 
 
 @task(**IO_RETRIES)  # safe to retry: publishing is incremental and exactly once

@@ -88,6 +88,11 @@ class PublishSummary:
         rates = {"images_per_s": round(self.images_per_s, 1), "seconds": round(self.seconds, 2)}
         return {**self.__dict__, **rates}
 
+    @classmethod
+    def from_json(cls, content: dict[str, object]) -> PublishSummary:
+        """Back from `to_json` (a shard's result, handed to `finish_publish`)."""
+        return cls(**{k: v for k, v in content.items() if k in cls.__dataclass_fields__})
+
 
 def image_key(model_version: str, sku: str, variant: int, image_format: str) -> str:
     suffix = f"-v{variant}" if variant else ""
