@@ -79,6 +79,8 @@ class PublishSummary:
     bytes: int
     seconds: float
     manifest: str
+    plan_seconds: float = 0.0  # planning: the rows, what the manifests record, what to skip
+    merge_seconds: float = 0.0  # the run's manifest merged and `latest` replaced
 
     @property
     def images_per_s(self) -> float:
@@ -240,6 +242,7 @@ def publish(
     recovered = _recover(store, todo, version, run_id)
     writer.add(recovered)
     todo = todo[~todo["key"].isin({r["key"] for r in recovered})].reset_index(drop=True)
+    planned = time.perf_counter() - started
 
     # 4. render in this thread, encode + upload on the pool, at most max_in_flight images pending
     known = dict(zip(index["key"], index["etag"], strict=True))  # what each key held when recorded
@@ -309,6 +312,7 @@ def publish(
         low_confidence=int(plan.loc[plan["doubtful"], "sku"].nunique()),
         retried_writes=store.retried_writes - retried_before, adopted_writes=len(adopted),
         bytes=int(written["bytes"].sum()), seconds=time.perf_counter() - started, manifest="",
+        plan_seconds=planned,
     )  # fmt: skip
     if shard is not None:
         return summary  # the run's manifest is finish_publish's, once every shard is done
@@ -317,10 +321,13 @@ def publish(
     #    did not plan, e.g. with --only-missing, included) plus everything this run wrote
     carried = index[(index["model_version"] == version) & ~index["key"].isin(set(written["key"]))]
     rows = pd.concat([carried, written], ignore_index=True) if len(carried) else written
+    merging = time.perf_counter()
     key, summary.images = writer.finish(
         rows, absorbed, {"model_version": version, "published": new, "dest": store.uri}, model_version=version
     )
     summary.manifest = f"{store.uri}/{key}"
+    summary.merge_seconds = time.perf_counter() - merging
+    summary.seconds = time.perf_counter() - started
     return summary
 
 
@@ -338,7 +345,7 @@ def finish_publish(store: ObjectStore, shards: Sequence[PublishSummary], seconds
         for name in ("rows", "published", "unchanged", "recovered", "low_confidence", "retried_writes",
                      "adopted_writes", "bytes")
     }  # fmt: skip
-    writer = ManifestWriter(store, run_id)
+    writer, merging = ManifestWriter(store, run_id), time.perf_counter()
     key, images = writer.finish(
         None, [], {"model_version": version, "published": counts["published"], "dest": store.uri,
                    "shards": len(shards)},
@@ -346,5 +353,6 @@ def finish_publish(store: ObjectStore, shards: Sequence[PublishSummary], seconds
     )  # fmt: skip
     return PublishSummary(
         run_id=run_id, dest=store.uri, model_version=version, images=images, seconds=seconds,
-        manifest=f"{store.uri}/{key}", **counts,
+        manifest=f"{store.uri}/{key}", plan_seconds=max(s.plan_seconds for s in shards),
+        merge_seconds=time.perf_counter() - merging, **counts,
     )  # fmt: skip
