@@ -69,11 +69,15 @@ def encode_shards_flow(snapshot: str, cache: str, count: int) -> list[dict]:
 
 @flow(name="train")
 def train_flow(
-    snapshot: str, workdir: str = "build/pipeline", preset: str = "cpu-demo", max_minutes: float = 10
+    snapshot: str,
+    workdir: str = "build/pipeline",
+    preset: str = "cpu-demo",
+    max_minutes: float = 10,
+    train_processes: int = 1,
 ) -> str:
-    """Train a new model on a snapshot; returns its run folder."""
+    """Train a new model on a snapshot (data-parallel over train_processes); returns its run folder."""
     run_dir = Path(workdir) / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return train_model(snapshot, str(run_dir), preset, max_minutes)
+    return train_model(snapshot, str(run_dir), preset, max_minutes, train_processes)
 
 
 @flow(name="evaluate-promote")
@@ -141,7 +145,9 @@ def nightly(params: NightlyParams) -> dict:
     promotion = None
     if reason:
         logger.info(f"training a new model: {reason}")
-        run_dir = train_flow(snapshot, params.workdir, params.preset, params.max_minutes)
+        run_dir = train_flow(
+            snapshot, params.workdir, params.preset, params.max_minutes, params.train_processes
+        )
         promotion = evaluate_promote_flow(
             run_dir, snapshot, params.dest, params.judge_epochs, params.force_promote, params.gate_minimum
         )

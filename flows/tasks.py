@@ -8,6 +8,7 @@ an unchanged catalog shows them as Cached and does no work.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import INPUTS
 from prefect.tasks import exponential_backoff
 
+from productgen import distributed
 from productgen.catalog.ingest import ingest_source, source_fingerprint
 from productgen.evaluate import EvalConfig, evaluate_run
 from productgen.publish import PublishConfig, PublishSummary, finish_publish, publish
@@ -91,9 +93,24 @@ def decide_retrain(mode: str, dest: str, snapshot: str, create_bucket: bool = Tr
 
 
 @task
-def train_model(snapshot: str, run_dir: str, preset: str, max_minutes: float) -> str:
-    """A new run folder with the trained EMA generator; progress goes to the run's logs."""
+def train_model(snapshot: str, run_dir: str, preset: str, max_minutes: float, processes: int = 1) -> str:
+    """A new run folder with the trained EMA generator; progress goes to the run's logs.
+
+    processes > 1: `productgen train` under torchrun, that many data-parallel processes.
+    """
     logger, last = get_run_logger(), [0.0]
+    if processes > 1:
+        cli = ["train", snapshot, "--out", run_dir, "--preset", preset, "--max-minutes", str(max_minutes)]
+        logger.info(f"training with {processes} processes (torchrun)")
+        done = subprocess.run(
+            distributed.torchrun_command(processes, [*cli, "--json"]), capture_output=True, text=True
+        )
+        if done.returncode:
+            said = [line for line in done.stderr.splitlines() if "error" in line.lower()] or ["no output"]
+            why = said[0].strip()
+            raise RuntimeError(f"distributed training ({processes} processes) failed: {why}")
+        logger.info(done.stdout.strip().splitlines()[-1])
+        return run_dir
 
     def on_progress(p) -> None:
         if time.monotonic() - last[0] >= 30:

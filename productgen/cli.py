@@ -229,10 +229,20 @@ def train_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON line.")] = False,
 ) -> None:
-    """Train a text-conditioned generator on a snapshot's photos."""
+    """Train a text-conditioned generator on a snapshot's photos.
+
+    Under torchrun (`torchrun --standalone --nproc-per-node N -m productgen train ...`) the N
+    processes train together: each on its own slice of the photos, gradients averaged every step,
+    rank 0 writing the run folder.
+    """
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from productgen import distributed
     from productgen.train import train, train_config
+
+    distributed.start(os.environ)
+    group = distributed.current()
+    quiet = as_json or (group is not None and not group.leader)
 
     overrides: dict[str, object] = {
         "family": model, "loss": loss, "max_minutes": max_minutes, "max_steps": max_steps,
@@ -252,7 +262,7 @@ def train_cmd(
         TextColumn("{task.fields[rate]:>6.0f} img/s  {task.fields[losses]}"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, disable=as_json, transient=False) as bar:
+    with Progress(*columns, disable=quiet, transient=False) as bar:
         task = bar.add_task("train", total=None, rate=0.0, losses="")
 
         def on_progress(p) -> None:  # rich shows the ETA from steps or the time budget
@@ -262,7 +272,12 @@ def train_cmd(
             losses = "  ".join(f"{k} {v:.3f}" for k, v in p.metrics.items())
             bar.update(task, completed=p.step, total=total, rate=p.images_per_s, losses=losses)
 
-        result = train(snapshot, out, config, resume=resume, on_progress=on_progress)
+        try:
+            result = train(snapshot, out, config, resume=resume, on_progress=on_progress)
+        finally:
+            distributed.stop()
+    if group is not None and not group.leader:
+        return  # rank 0 reports the run
     summary = {
         "run": str(result.run_dir), "step": result.step, "seconds": round(result.seconds, 1),
         "images_per_s": round(result.images_per_s, 1), "metrics": result.metrics,

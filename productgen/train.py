@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from productgen import distributed
 from productgen.checkpoint import CheckpointError, flatten_optimizer, unflatten_optimizer
 from productgen.conditioning import PARTS, ConditionConfig
 from productgen.dataset import TrainingSet, load_training_set
@@ -344,8 +345,11 @@ def train(
     conditioning = ConditionConfig.for_snapshot(snap, config.conditioning)
     data = load_training_set(snapshot, config.image_size, conditioning)
     model_config, G, ema, loss = _build(config, data, device)
+    group = distributed.current()  # torchrun's processes (productgen.distributed), or None
+    leader = group is None or group.leader
     run_dir.mkdir(parents=True, exist_ok=True)
-    run.remove_partial_writes()  # a run killed mid-write leaves its temporary file behind
+    if leader:
+        run.remove_partial_writes()  # a run killed mid-write leaves its temporary file behind
     step, metrics = 0, {}
     if resume:
         step, metrics = _restore(run, loss, ema, model_config, data.fingerprint)
@@ -353,9 +357,16 @@ def train(
         raise ValueError(
             f"{run_dir}: already holds a run; pass --resume to continue it, or choose another --out"
         )
+    share = slice(None)
+    if group is not None:
+        group.same_start([*loss.networks().values(), ema])
+        group.average_gradients_before_steps(loss.optimizers().values(), loss.networks().values())
+        share = group.share(len(data))
+        torch.manual_seed(config.seed + 7919 * group.rank + step)  # each rank its own batches and noise
 
-    images = data.images.to(device)  # uint8 on the device: 60k x 3 x 32 x 32 is 184 MB
-    conditions = data.conditions.to(device)
+    global_batch = config.batch_size * (group.world if group else 1)  # images per step, all ranks
+    images = data.images[share].to(device)  # uint8 on the device: 60k x 3 x 32 x 32 is 184 MB
+    conditions = data.conditions[share].to(device)
     colour_spans = [conditioning.span(p) for p in ("color", "rgb") if p in conditioning.parts]
 
     def drop_colour(batch_conditions: torch.Tensor) -> torch.Tensor:
@@ -367,7 +378,7 @@ def train(
             out[:, span] = out[:, span] * keep
         return out
 
-    labels = {k: v.to(device) for k, v in data.labels.items()}
+    labels = {k: v[share].to(device) for k, v in data.labels.items()}
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     meta_base = {
         "format": 1, "train_config": config.to_json(), "model_config": model_config.to_json(),
@@ -377,12 +388,15 @@ def train(
         "missing_images": data.missing_images, "skipped_photos": len(data.skipped),
         "skipped_photo_examples": data.skipped.head(20).to_dict("records"),
         "vocabulary": {"categories": data.vocabulary.categories, "colors": data.vocabulary.colors},
+        "processes": group.world if group else 1,
     }  # fmt: skip
     started = time.perf_counter()
     max_seconds = config.max_minutes * 60 if config.max_minutes is not None else None
     first_step = step
 
     def write_checkpoint() -> None:
+        if not leader:
+            return
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             standing_stats(ema, conditions)  # its own draws must not shift the training stream
         tensors, groups = _state_tensors(loss, ema)
@@ -395,25 +409,28 @@ def train(
         run.write_run({
             **meta_base, "step": step, "metrics": metrics, "device": str(device),
             "seconds_this_session": round(seconds, 1),
-            "images_per_s": round((step - first_step) * config.batch_size / max(seconds, 1e-9), 1),
+            "images_per_s": round((step - first_step) * global_batch / max(seconds, 1e-9), 1),
             "checkpoint": str(run.checkpoint(step).relative_to(run_dir)),
             "model": run.model.name, "sample_sheet": str(run.latest_sample.relative_to(run_dir)),
         })  # fmt: skip
 
     def sample() -> None:
+        if not leader:
+            return
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             standing_stats(ema, conditions)
             path = _sample_sheet(ema, data, run.sample_sheet(step), step, device)
         run.save_sample_sheet(path)
 
-    while True:
-        elapsed = time.perf_counter() - started
-        if config.max_steps is not None and step >= config.max_steps:
-            break
-        if max_seconds is not None and elapsed >= max_seconds:
-            break
-        if should_stop is not None and should_stop():
-            break
+    def finished() -> bool:
+        ended = (
+            (config.max_steps is not None and step >= config.max_steps)
+            or (max_seconds is not None and time.perf_counter() - started >= max_seconds)
+            or (should_stop is not None and should_stop())
+        )
+        return ended if group is None else group.any(ended, device)  # every rank stops at one step
+
+    while not finished():
         idx = torch.randint(len(images), (config.batch_size,)).to(device, non_blocking=True)
         batch = Batch(
             images=(images[idx].float() / 127.5 - 1).contiguous(memory_format=memory_format),
@@ -429,7 +446,7 @@ def train(
             metrics = {k: round(float(v), 5) for k, v in losses.items()}  # waits for the device
         if on_progress is not None and step % PROGRESS_EVERY == 0:
             done = step - first_step
-            rate = done * config.batch_size / max(time.perf_counter() - started, 1e-9)
+            rate = done * global_batch / max(time.perf_counter() - started, 1e-9)
             on_progress(
                 Progress(step, config.max_steps, time.perf_counter() - started, max_seconds, rate, metrics)
             )
@@ -441,7 +458,7 @@ def train(
     if step > first_step:
         metrics = {k: round(float(v), 5) for k, v in losses.items()}
     seconds = time.perf_counter() - started
-    rate = (step - first_step) * config.batch_size / max(seconds, 1e-9)
+    rate = (step - first_step) * global_batch / max(seconds, 1e-9)
     sample()
     write_checkpoint()
     return TrainResult(run_dir, step, seconds, rate, metrics, run.latest_sample, len(data.skipped))

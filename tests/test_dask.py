@@ -18,9 +18,9 @@ from distributed import Client, LocalCluster
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.params import RenderParams
-from flows.pipeline import render_flow
+from flows.pipeline import render_flow, train_flow
 from productgen.registry import promote
-from productgen.runs import load_generator
+from productgen.runs import RunFolder, load_generator
 from productgen.storage import ObjectStore, S3Settings, open_store
 
 pytestmark = pytest.mark.slow  # a Prefect server and Dask worker processes
@@ -112,3 +112,10 @@ def test_a_worker_killed_mid_shard_leaves_the_bucket_equal_to_the_manifest(
     assert len(images) == len(manifest) == 280 * 16
     assert manifest["key"].is_unique and set(manifest["key"]) == set(images)
     assert (manifest["etag"] == manifest["key"].map(images)).all()  # each recorded object is the one there
+
+
+def test_the_train_flow_runs_data_parallel_processes(harness, tiny_snapshot: Path, tmp_path: Path) -> None:
+    run = train_flow(str(tiny_snapshot), str(tmp_path / "work"), "cpu-demo", 0.1, train_processes=2)
+    meta = RunFolder(Path(run)).read_run()
+    assert meta["processes"] == 2 and meta["step"] > 0
+    assert load_generator(Path(run)).version
