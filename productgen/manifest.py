@@ -64,8 +64,9 @@ def _to_bytes(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def _read(store: ObjectStore, key: str) -> pd.DataFrame:
-    return pq.read_table(io.BytesIO(store.get(key)), schema=SCHEMA).to_pandas()
+def _read(store: ObjectStore, key: str, columns: list[str] | None = None) -> pd.DataFrame:
+    schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
+    return pq.read_table(io.BytesIO(store.get(key)), schema=schema, columns=columns).to_pandas()
 
 
 def _empty() -> pd.DataFrame:
@@ -92,22 +93,32 @@ def _unfinished_parts(store: ObjectStore) -> list[str]:
     return [key for run_id in sorted(runs) if run_id not in finished for key in sorted(runs[run_id])]
 
 
-def published_index(store: ObjectStore, shard: Shard | None = None) -> tuple[pd.DataFrame, list[str]]:
+def published_index(
+    store: ObjectStore, shard: Shard | None = None, columns: list[str] | None = None
+) -> tuple[pd.DataFrame, list[str]]:
     """Every object the store's manifests record, one row per key (newest wins); and the parts read.
 
     shard: only the records of that shard's SKUs (a shard's worker holds its own share).
+    columns: only these (and `key`): a million-row manifest is read at a fraction of its size.
     """
     latest = read_latest(store)
     keys = [latest["manifest"]] if latest else []
     parts = _unfinished_parts(store)
+    needed = None
+    if columns is not None:
+        needed = list(dict.fromkeys(["key", "rendered_at", *(["sku"] if shard else []), *columns]))
     frames = []
     for key in [*keys, *parts]:
-        frame = _read(store, key)
+        frame = _read(store, key, needed)
         frames.append(frame[shard.contains(frame["sku"])] if shard else frame)
     if not frames:
-        return _empty(), parts
-    index = pd.concat(frames, ignore_index=True).sort_values("rendered_at", kind="stable")
-    return index.drop_duplicates("key", keep="last").reset_index(drop=True), parts
+        index = _empty()
+    elif len(frames) == 1 and not parts:  # a manifest alone: one row per key already
+        index = frames[0].reset_index(drop=True)
+    else:
+        index = pd.concat(frames, ignore_index=True).sort_values("rendered_at", kind="stable")
+        index = index.drop_duplicates("key", keep="last").reset_index(drop=True)
+    return (index if columns is None else index[["key", *columns]]), parts
 
 
 class ManifestWriter:
@@ -123,7 +134,8 @@ class ManifestWriter:
         self.part_prefix = part_prefix
         self.pending: list[dict[str, object]] = []
         self.parts: list[str] = []
-        self.frames: list[pd.DataFrame] = []  # every flushed part, for the final manifest
+        self.records = 0  # records flushed into parts so far
+        self.bytes = 0  # the bytes of the objects they record
 
     def add(self, records: list[dict[str, object]]) -> None:
         self.pending.extend(records)
@@ -138,16 +150,16 @@ class ManifestWriter:
         frame = pd.DataFrame(self.pending)
         self.store.put(key, _to_bytes(frame), content_type=PARQUET)
         self.parts.append(key)
-        self.frames.append(frame)
+        self.records += len(frame)
+        self.bytes += int(frame["bytes"].sum())
         self.pending = []
 
     def written(self) -> pd.DataFrame:
-        """Every record flushed so far, in manifest columns."""
+        """Every record flushed so far, in manifest columns (read back from this writer's parts)."""
         self.flush()
-        if not self.frames:
+        if not self.parts:
             return _empty()
-        frame = pd.concat(self.frames, ignore_index=True)
-        return pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False).to_pandas()
+        return pd.concat([_read(self.store, key) for key in self.parts], ignore_index=True)
 
     def finish(
         self,
@@ -173,9 +185,12 @@ class ManifestWriter:
             others, parts = published_index(self.store)
             if model_version is not None:
                 others = others[others["model_version"] == model_version]
-            frames = [f for f in (others, rows) if f is not None and len(f)]
-            merged = pd.concat(frames, ignore_index=True) if frames else _empty()
-            merged = merged.sort_values("rendered_at", kind="stable").drop_duplicates("key", keep="last")
+            if rows is None or not len(rows):  # everything is in the store's manifest and parts
+                merged = others
+            else:
+                merged = pd.concat([others, rows], ignore_index=True) if len(others) else rows
+                merged = merged.sort_values("rendered_at", kind="stable").drop_duplicates("key", keep="last")
+            del others
             self.store.put(key, _to_bytes(merged), content_type=PARQUET)
             pointer = {"run_id": self.run_id, "manifest": key, "rows": len(merged), **summary}
             body = json.dumps(pointer, indent=2, default=str).encode()

@@ -43,6 +43,7 @@ from productgen.storage import ObjectStore, PreconditionFailed
 __all__ = ["PublishConfig", "PublishProgress", "PublishSummary", "finish_publish", "image_key", "publish"]
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"  # a key never changes model version
+_HEADS_AT_MOST = 50_000  # planned images looked up one by one; more: list the prefix first
 
 
 @dataclass(frozen=True)
@@ -155,14 +156,26 @@ def _metadata(item: dict, model_version: str, sha256: str) -> dict[str, str]:
     }  # fmt: skip
 
 
-def _recover(store: ObjectStore, todo: pd.DataFrame, model_version: str, run_id: str) -> list[dict]:
-    """Records for planned keys already in the store with this description (a killed run's work)."""
+def _recover(
+    store: ObjectStore, todo: pd.DataFrame, model_version: str, run_id: str, workers: int
+) -> list[dict]:
+    """Records for planned keys already in the store with this description (a killed run's work).
+
+    A few planned keys are looked up one by one (HEADs on a pool); many, through one listing of
+    the model's prefix first: a million-object listing costs a thousand pages, so it pays only
+    when the HEADs would be more.
+    """
     if todo.empty:
         return []
-    present = {obj.key for obj in store.list(f"{model_version}/")}
+    candidates = todo
+    if len(todo) > _HEADS_AT_MOST:
+        present = {obj.key for obj in store.list(f"{model_version}/")}
+        candidates = todo[todo["key"].isin(present)]
+    items = candidates.to_dict("records")
+    with ThreadPoolExecutor(workers, thread_name_prefix="recover") as pool:
+        heads = list(pool.map(store.head, [item["key"] for item in items]))
     records = []
-    for item in todo[todo["key"].isin(present)].to_dict("records"):
-        head = store.head(item["key"])
+    for item, head in zip(items, heads, strict=True):
         meta = head.metadata if head else {}
         if meta.get("content-hash") == item["content_hash"] and meta.get("sha256"):
             records.append(_record(item, run_id, model_version, meta["sha256"], head.size, head.etag))
@@ -229,23 +242,27 @@ def publish(
     plan = _plan(snap, version, config, shard)
 
     # 2. skip what a manifest already records with the same description and model
-    index, absorbed = published_index(store, shard)
+    index, _ = published_index(store, shard, columns=["content_hash", "model_version", "etag"])
     plan = plan.merge(index[["key", "content_hash", "model_version"]], on=["key", "content_hash"], how="left")
     done_before = (plan.pop("model_version") == version).to_numpy()
     unchanged = int(done_before.sum())
     todo = plan[~done_before].sort_values(["row", "variant"], kind="stable").reset_index(drop=True)
     todo["seed"] = [noise_seed(s, version, v) for s, v in zip(todo["sku"], todo["variant"], strict=True)]
+    rows, low_confidence = int(plan["sku"].nunique()), int(plan.loc[plan["doubtful"], "sku"].nunique())
+    # what each key to write held when recorded (a conditional write checks it is still that)
+    recorded = index[index["key"].isin(todo["key"])]
+    known = dict(zip(recorded["key"], recorded["etag"], strict=True))
+    del plan, index, recorded  # the whole catalog's rows are not held while rendering
 
     # 3. adopt objects a killed run uploaded after its last manifest part
     prefix = f"part-{shard.name}-{secrets.token_hex(3)}-" if shard else "part-"
     writer = ManifestWriter(store, run_id, config.manifest_chunk, part_prefix=prefix)
-    recovered = _recover(store, todo, version, run_id)
+    recovered = _recover(store, todo, version, run_id, config.upload_workers)
     writer.add(recovered)
     todo = todo[~todo["key"].isin({r["key"] for r in recovered})].reset_index(drop=True)
     planned = time.perf_counter() - started
 
     # 4. render in this thread, encode + upload on the pool, at most max_in_flight images pending
-    known = dict(zip(index["key"], index["etag"], strict=True))  # what each key held when recorded
     adopted: list[str] = []  # writes that landed although the store's answer was lost
     retried_before = store.retried_writes
     slots = threading.BoundedSemaphore(config.max_in_flight)
@@ -304,26 +321,22 @@ def publish(
     if failures:
         raise failures[0]
 
-    written = writer.written()
-    new = len(written) - len(recovered)
+    writer.flush()
+    new = writer.records - len(recovered)
     summary = PublishSummary(
-        run_id=run_id, dest=store.uri, model_version=version, rows=int(plan["sku"].nunique()),
-        images=len(written), published=new, unchanged=unchanged, recovered=len(recovered),
-        low_confidence=int(plan.loc[plan["doubtful"], "sku"].nunique()),
+        run_id=run_id, dest=store.uri, model_version=version, rows=rows, images=writer.records,
+        published=new, unchanged=unchanged, recovered=len(recovered), low_confidence=low_confidence,
         retried_writes=store.retried_writes - retried_before, adopted_writes=len(adopted),
-        bytes=int(written["bytes"].sum()), seconds=time.perf_counter() - started, manifest="",
-        plan_seconds=planned,
+        bytes=writer.bytes, seconds=time.perf_counter() - started, manifest="", plan_seconds=planned,
     )  # fmt: skip
     if shard is not None:
         return summary  # the run's manifest is finish_publish's, once every shard is done
 
-    # 5. the whole published state under this model: what earlier runs recorded (rows this run
-    #    did not plan, e.g. with --only-missing, included) plus everything this run wrote
-    carried = index[(index["model_version"] == version) & ~index["key"].isin(set(written["key"]))]
-    rows = pd.concat([carried, written], ignore_index=True) if len(carried) else written
+    # 5. the whole published state under this model: what the store's manifest and parts record,
+    #    this run's parts included (rows this run did not plan, e.g. with --only-missing, stay)
     merging = time.perf_counter()
     key, summary.images = writer.finish(
-        rows, absorbed, {"model_version": version, "published": new, "dest": store.uri}, model_version=version
+        None, [], {"model_version": version, "published": new, "dest": store.uri}, model_version=version
     )
     summary.manifest = f"{store.uri}/{key}"
     summary.merge_seconds = time.perf_counter() - merging

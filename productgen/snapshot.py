@@ -38,7 +38,7 @@ _VALID, _REJECTS_PARQUET, _REJECTS_CSV = "valid.parquet", "rejects.parquet", "re
 _SUMMARY, _EMBEDDINGS, _ENCODE, _CACHE = "summary.json", "embeddings.parquet", "encode.json", ".cache"
 _PHOTO_REJECTS, _READS, _MAP = "photo-rejects.csv", "reads.parquet", "attribute-map.json"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-STREAM_ROWS = 65_536  # rows per batch when a stage streams a snapshot instead of loading it
+STREAM_ROWS = 16_384  # rows per window when a stage streams a snapshot (3 x 384 floats: 75 MB)
 
 
 @dataclass(frozen=True)
@@ -291,11 +291,11 @@ def _windows(path: Path, columns: list[str] | None, rows: int) -> Iterator[pa.Ta
         held += batch.num_rows
         while held >= rows:
             table = pa.Table.from_batches(pending)
-            yield table.slice(0, rows).combine_chunks()
+            yield table.slice(0, rows)  # slices share the batches' memory: nothing is copied
             rest = table.slice(rows)
             pending, held = rest.to_batches(), rest.num_rows
     if held:
-        yield pa.Table.from_batches(pending).combine_chunks()
+        yield pa.Table.from_batches(pending)
 
 
 def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> bool:

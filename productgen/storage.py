@@ -454,7 +454,12 @@ class LocalStore:
         return StoredObject(key, size, etag, meta.get("metadata", {}), meta.get("content_type"))
 
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
-        for path in sorted(self.root.rglob("*")):
+        folder = (self.root / prefix.rpartition("/")[0]).resolve()  # only the prefix's folder is walked
+        if folder != self.root and self.root not in folder.parents:
+            raise StorageError(f"{prefix!r}: not a prefix inside {self.uri}")
+        if not folder.is_dir():
+            return
+        for path in sorted(folder.rglob("*")):
             key = path.relative_to(self.root).as_posix()
             # dot-files are the temporary files of writes in progress
             if path.is_file() and key.startswith(prefix) and not key.startswith(".meta/"):

@@ -101,3 +101,20 @@ def test_embeddings_of_other_rows_are_never_read(tiny_snapshot: Path, tmp_path: 
         Snapshot(copy).read_embeddings()
     with pytest.raises(ValueError, match="productgen encode"):
         snapshot_conditions(Snapshot(copy), ConditionConfig.for_snapshot(Snapshot(copy)))
+
+
+def test_streaming_windows_give_the_rows_a_whole_read_gives(tiny_snapshot: Path) -> None:
+    """Windows of 37 rows (files written in other batches), positions across their edges."""
+    snap = Snapshot(tiny_snapshot)
+    positions = np.array([0, 1, 36, 37, 38, 100, 111, 200, 279])
+    got, reads, vectors = [], [], []
+    for at, window_reads, window_vectors in snap.stream_encoded(positions, ["embedding"], batch_rows=37):
+        got.extend(at.tolist())
+        reads.append(window_reads)
+        vectors.append(window_vectors["embedding"])
+    assert got == positions.tolist()
+    np.testing.assert_array_equal(np.concatenate(vectors), snap.read_embeddings()[positions])
+    whole = snap.read_reads().iloc[positions].reset_index(drop=True)
+    assert pd.concat(reads, ignore_index=True).equals(whole)
+    with pytest.raises(IndexError, match="row positions"):
+        next(snap.stream_encoded(np.array([280]), ["embedding"]))
