@@ -55,7 +55,7 @@ def encode_flow(
     cache = str(Path(workdir) / "embedding-cache")
     if gone and (runner := runners.task_runner(task_runner)):
         encode_shards_flow.with_options(task_runner=runner)(
-            snapshot, cache, runners.shard_count(task_runner, shards)
+            snapshot, cache, runners.shard_count(task_runner, shards, Snapshot(Path(snapshot)).num_rows())
         )
     return encode_descriptions.with_options(refresh_cache=gone)(snapshot, cache)
 
@@ -106,8 +106,9 @@ def render_flow(params: RenderParams) -> dict:
     """
     cache = str(Path(params.workdir) / "models")
     if runner := runners.task_runner(params.task_runner):
+        rows = Snapshot(Path(params.snapshot)).num_rows()
         return render_shards_flow.with_options(task_runner=runner)(
-            params, runners.shard_count(params.task_runner, params.shards)
+            params, runners.shard_count(params.task_runner, params.shards, rows)
         )
     return publish_images(
         params.snapshot, params.dest, cache, only_missing=params.only_missing, variants=params.variants,

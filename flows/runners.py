@@ -14,11 +14,12 @@ import re
 
 from prefect_dask import DaskTaskRunner
 
-__all__ = ["TASK_RUNNER_PATTERN", "shard_count", "task_runner"]
+__all__ = ["MIN_SHARD_ROWS", "TASK_RUNNER_PATTERN", "shard_count", "task_runner"]
 
 TASK_RUNNER_PATTERN = r"^(none|local(:[1-9][0-9]{0,2})?|(tcp|tls)://[A-Za-z0-9.\-\[\]:]+)$"
 _SHARDS_PER_WORKER = 4  # a lost worker costs a quarter of its share; stragglers even out
 _SHARDS_FOR_A_CLUSTER = 64
+MIN_SHARD_ROWS = 5_000
 
 
 def _parse(setting: str) -> tuple[str, int]:
@@ -48,9 +49,15 @@ def task_runner(setting: str) -> DaskTaskRunner | None:
     return DaskTaskRunner(address=setting)
 
 
-def shard_count(setting: str, shards: int = 0) -> int:
-    """How many shards to cut: `shards` when given, else a few per local worker (64 on a cluster)."""
+def shard_count(setting: str, shards: int = 0, rows: int | None = None) -> int:
+    """How many shards to cut: `shards` when given, else a few per local worker (64 on a cluster),
+    none smaller than `MIN_SHARD_ROWS` of the snapshot's `rows`.
+
+    A shard pays a fixed cost (it plans, reads the manifest, fills and drains its upload pool):
+    measured on 10,000 SKUs, 2 shards cost 0.6% over one process, 4 shards 4.8%, 8 shards 23.6%.
+    """
     if shards:
         return shards
     kind, workers = _parse(setting)
-    return {"none": 1, "local": workers * _SHARDS_PER_WORKER}.get(kind, _SHARDS_FOR_A_CLUSTER)
+    count = {"none": 1, "local": workers * _SHARDS_PER_WORKER}.get(kind, _SHARDS_FOR_A_CLUSTER)
+    return count if rows is None else max(1, min(count, rows // MIN_SHARD_ROWS))

@@ -14,6 +14,9 @@ def test_settings_name_a_runner_and_a_shard_count() -> None:
     local = task_runner("local:3")
     assert local.cluster_kwargs["n_workers"] == 3 and local.cluster_kwargs["threads_per_worker"] == 1
     assert shard_count("local:3") == 12 and shard_count("local") == 8 and shard_count("local", 5) == 5
+    # no shard smaller than MIN_SHARD_ROWS rows, unless asked for
+    assert shard_count("local:3", rows=12_000) == 2 and shard_count("local", rows=10) == 1
+    assert shard_count("local:3", rows=10_000_000) == 12 and shard_count("local", 6, rows=10) == 6
     remote = task_runner("tcp://dask-scheduler.productgen.svc:8786")
     assert remote.address == "tcp://dask-scheduler.productgen.svc:8786"
     assert shard_count("tls://10.0.0.1:8786") == 64
