@@ -8,6 +8,7 @@ an unchanged catalog shows them as Cached and does no work.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -58,6 +59,7 @@ IO_RETRIES = {
     "retry_jitter_factor": 0.5,
 }
 CACHED = {"persist_result": True, "result_serializer": "json"}
+_RANK_ERROR = re.compile(r"^(\[rank\d+\]: )?(error: |\w+(Error|Exception): )")  # a rank's one line
 
 
 def s3() -> S3Settings:
@@ -106,8 +108,10 @@ def train_model(snapshot: str, run_dir: str, preset: str, max_minutes: float, pr
             distributed.torchrun_command(processes, [*cli, "--json"]), capture_output=True, text=True
         )
         if done.returncode:
-            said = [line for line in done.stderr.splitlines() if "error" in line.lower()] or ["no output"]
-            why = said[0].strip()
+            why = next(
+                (line for line in done.stderr.splitlines() if _RANK_ERROR.match(line)),
+                done.stderr.strip()[-500:] or "no output",
+            )
             raise RuntimeError(f"distributed training ({processes} processes) failed: {why}")
         logger.info(done.stdout.strip().splitlines()[-1])
         return run_dir

@@ -80,30 +80,37 @@ def read_latest(store: ObjectStore) -> dict[str, object] | None:
     return json.loads(store.get(LATEST))
 
 
-def _unfinished_parts(store: ObjectStore) -> list[str]:
-    """Part keys of runs that have no manifest.parquet (killed or failed runs)."""
+def _unfinished_parts(store: ObjectStore, run_id: str | None = None) -> list[str]:
+    """Part keys of runs that have no manifest.parquet (killed or failed runs), and of `run_id`
+    whatever it has (a run merging again after losing the race wrote its manifest already)."""
     runs: dict[str, list[str]] = {}
     finished = set()
     for obj in store.list(RUNS):
-        run_id, _, name = obj.key[len(RUNS) :].partition("/")
+        run, _, name = obj.key[len(RUNS) :].partition("/")
         if name == "manifest.parquet":
-            finished.add(run_id)
+            finished.add(run)
         elif name.startswith("part-"):
-            runs.setdefault(run_id, []).append(obj.key)
-    return [key for run_id in sorted(runs) if run_id not in finished for key in sorted(runs[run_id])]
+            runs.setdefault(run, []).append(obj.key)
+    finished.discard(run_id)
+    return [key for run in sorted(runs) if run not in finished for key in sorted(runs[run])]
 
 
 def published_index(
-    store: ObjectStore, shard: Shard | None = None, columns: list[str] | None = None
+    store: ObjectStore,
+    shard: Shard | None = None,
+    columns: list[str] | None = None,
+    *,
+    run_id: str | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Every object the store's manifests record, one row per key (newest wins); and the parts read.
 
     shard: only the records of that shard's SKUs (a shard's worker holds its own share).
     columns: only these (and `key`): a million-row manifest is read at a fraction of its size.
+    run_id: the run that is finishing: its parts are read even once it wrote its manifest.
     """
     latest = read_latest(store)
     keys = [latest["manifest"]] if latest else []
-    parts = _unfinished_parts(store)
+    parts = _unfinished_parts(store, run_id)
     needed = None
     if columns is not None:
         needed = list(dict.fromkeys(["key", "rendered_at", *(["sku"] if shard else []), *columns]))
@@ -182,7 +189,7 @@ class ManifestWriter:
         key = f"{RUNS}{self.run_id}/manifest.parquet"
         for attempt in range(attempts):
             current = self.store.head(LATEST)
-            others, parts = published_index(self.store)
+            others, parts = published_index(self.store, run_id=self.run_id)
             if model_version is not None:
                 others = others[others["model_version"] == model_version]
             if rows is None or not len(rows):  # everything is in the store's manifest and parts

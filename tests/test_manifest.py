@@ -121,3 +121,19 @@ def test_a_conditional_write_refuses_a_changed_object(tmp_path: Path, s3_env) ->
         with pytest.raises(PreconditionFailed):
             store.put("k", b"2", if_match="0" * 32)
         assert store.put("k", b"3", if_match=etag) and store.get("k") == b"3"
+
+
+def test_a_run_merging_again_after_losing_the_race_keeps_its_later_parts(tmp_path: Path) -> None:
+    """run-b wrote its manifest, lost the race to run-c (which absorbed b's first part), then merges
+    again: the part run-c never saw must land, though run-b's folder already holds a manifest."""
+    store = open_store(str(tmp_path / "store"))
+    b = ManifestWriter(store, "run-b", chunk_rows=1)
+    b.add([_record("m1/b0.png", "run-b", 0)])
+    c = ManifestWriter(store, "run-c")
+    c.add([_record("m1/c0.png", "run-c", 1)])
+    c.finish(None, [], {})  # absorbs and deletes b's first part
+    b.add([_record("m1/b1.png", "run-b", 2)])
+    store.put("manifests/runs/run-b/manifest.parquet", b"its losing attempt's merge")
+    b.finish(None, [], {})
+    index, unfinished = published_index(store)
+    assert sorted(index["key"]) == ["m1/b0.png", "m1/b1.png", "m1/c0.png"] and unfinished == []
