@@ -59,7 +59,10 @@ IO_RETRIES = {
     "retry_jitter_factor": 0.5,
 }
 CACHED = {"persist_result": True, "result_serializer": "json"}
-_RANK_ERROR = re.compile(r"^(\[rank\d+\]: )?(error: |\w+(Error|Exception): )")  # a rank's one line
+# what a failed rank said: its one-line error or exception, else torchrun's exit code or signal
+_RANK_ERROR = re.compile(
+    r"^(\[rank\d+\]: )?(error: |\w+(Error|Exception): )|^\s*(exitcode|error_file|Signal)\b"
+)
 
 
 def s3() -> S3Settings:
@@ -108,10 +111,8 @@ def train_model(snapshot: str, run_dir: str, preset: str, max_minutes: float, pr
             distributed.torchrun_command(processes, [*cli, "--json"]), capture_output=True, text=True
         )
         if done.returncode:
-            why = next(
-                (line for line in done.stderr.splitlines() if _RANK_ERROR.match(line)),
-                done.stderr.strip()[-500:] or "no output",
-            )
+            said = [line.strip() for line in done.stderr.splitlines() if _RANK_ERROR.match(line)]
+            why = "; ".join(said[:3]) or done.stderr.strip()[-500:] or "no output"
             raise RuntimeError(f"distributed training ({processes} processes) failed: {why}")
         logger.info(done.stdout.strip().splitlines()[-1])
         return run_dir
