@@ -125,25 +125,32 @@ def _doubtful(rows: pd.DataFrame) -> np.ndarray:
 
 
 def _plan(snap: Snapshot, version: str, config: PublishConfig, shard: Shard | None) -> pd.DataFrame:
-    """One row per image to exist: row (position in the snapshot), sku, variant, key, content_hash."""
+    """One row per image to exist: row (position in the snapshot), sku, variant, key, content_hash.
+
+    The snapshot is read a window of rows at a time; only the plan's own columns are kept.
+    """
     if snap.num_rows() == 0:
         raise ValueError(f"{snap.root}: the snapshot has no valid rows; nothing to render")
-    rows = pd.concat([snap.read_rows(["sku", "content_hash", "image"]), snap.read_reads()], axis=1)
-    if shard is not None:
-        rows = rows[shard.contains(rows["sku"])]
-    if config.only_missing and "image" in rows.columns:
-        keep = rows["image"].isna() | (rows["image"].astype(str).str.strip() == "")
-        rows = rows[keep.to_numpy()]
-    variants = config.render.variants
-    plan = pd.DataFrame(
-        {
-            "row": np.repeat(rows.index.to_numpy(), variants),
-            "sku": np.repeat(rows["sku"].to_numpy(), variants),
-            "content_hash": np.repeat(_rendered_from(rows, config.render.truncation), variants),
-            "variant": np.tile(np.arange(variants, dtype=np.int32), len(rows)),
-            "doubtful": np.repeat(_doubtful(rows), variants),
-        }
-    )
+    variants, frames = config.render.variants, []
+    for start, rows in snap.stream_reads(["sku", "content_hash", "image"]):
+        rows.index = pd.RangeIndex(start, start + len(rows))
+        if shard is not None:
+            rows = rows[shard.contains(rows["sku"])]
+        if config.only_missing and "image" in rows.columns:
+            keep = rows["image"].isna() | (rows["image"].astype(str).str.strip() == "")
+            rows = rows[keep.to_numpy()]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "row": np.repeat(rows.index.to_numpy(), variants),
+                    "sku": np.repeat(rows["sku"].to_numpy(), variants),
+                    "content_hash": np.repeat(_rendered_from(rows, config.render.truncation), variants),
+                    "variant": np.tile(np.arange(variants, dtype=np.int32), len(rows)),
+                    "doubtful": np.repeat(_doubtful(rows), variants),
+                }
+            )
+        )
+    plan = pd.concat(frames, ignore_index=True)
     fmt = config.render.image_format
     plan["key"] = [image_key(version, s, v, fmt) for s, v in zip(plan["sku"], plan["variant"], strict=True)]
     return plan

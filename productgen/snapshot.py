@@ -38,6 +38,7 @@ _VALID, _REJECTS_PARQUET, _REJECTS_CSV = "valid.parquet", "rejects.parquet", "re
 _SUMMARY, _EMBEDDINGS, _ENCODE, _CACHE = "summary.json", "embeddings.parquet", "encode.json", ".cache"
 _PHOTO_REJECTS, _READS, _MAP = "photo-rejects.csv", "reads.parquet", "attribute-map.json"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_POOL = pa.default_memory_pool()
 STREAM_ROWS = 16_384  # rows per window when a stage streams a snapshot (3 x 384 floats: 75 MB)
 
 
@@ -166,8 +167,33 @@ class Snapshot:
             raise ValueError(f"{self.root}: no {_READS}; run `productgen encode {self.root}` first")
         return _as_objects(self._aligned(self.reads_path, None).drop_columns(["sku", "content_hash"]))
 
+    def stream_reads(
+        self, columns: list[str], batch_rows: int | None = None
+    ) -> Iterator[tuple[int, pd.DataFrame]]:
+        """(first row's position, valid `columns` the catalog has beside what was read) per window:
+        the rows and reads a whole read gives, one window of `batch_rows` at a time."""
+        self.require_rows()
+        if not self.reads_path.is_file():
+            raise ValueError(f"{self.root}: no {_READS}; run `productgen encode {self.root}` first")
+        if pq.ParquetFile(self.reads_path).metadata.num_rows != self.num_rows():
+            raise self._misaligned(self.reads_path)
+        present = set(pq.read_schema(self.valid_path).names)
+        keys, batch_rows = ["sku", "content_hash"], batch_rows or STREAM_ROWS
+        wanted = list(dict.fromkeys([*keys, *(c for c in columns if c in present)]))
+        start = 0
+        for valid, read in zip(
+            _windows(self.valid_path, wanted, batch_rows),
+            _windows(self.reads_path, None, batch_rows),
+            strict=False,
+        ):
+            if not all(_same(read.column(k), valid.column(k)) for k in keys):
+                raise self._misaligned(self.reads_path)
+            rows = _as_objects(valid.select([c for c in wanted if c in columns]))
+            yield start, pd.concat([rows, _as_objects(read.drop_columns(keys))], axis=1)
+            start += valid.num_rows
+
     def stream_encoded(
-        self, positions: np.ndarray, columns: list[str], batch_rows: int = STREAM_ROWS
+        self, positions: np.ndarray, columns: list[str], batch_rows: int | None = None
     ) -> Iterator[tuple[np.ndarray, pd.DataFrame, dict[str, np.ndarray]]]:
         """For sorted row positions: (positions, reads, {column: (n, D) embeddings}) batch by batch.
 
@@ -180,13 +206,15 @@ class Snapshot:
             self.require_encoded()
             raise ValueError(f"{self.root}: no {_READS}; run `productgen encode {self.root}` first")
         positions = np.asarray(positions, np.int64)
+        if not len(positions):
+            return
         total = self.num_rows()
         for path in (self.embeddings_path, self.reads_path):
             if pq.ParquetFile(path).metadata.num_rows != total:
                 raise self._misaligned(path)
         if len(positions) and not (positions[0] >= 0 and positions[-1] < total):
             raise IndexError(f"{self.root}: row positions outside 0..{total - 1}")
-        keys = ["sku", "content_hash"]
+        keys, batch_rows = ["sku", "content_hash"], batch_rows or STREAM_ROWS
         windows = zip(
             _windows(self.valid_path, keys, batch_rows),
             _windows(self.embeddings_path, [*keys, *columns], batch_rows),
@@ -205,6 +233,7 @@ class Snapshot:
                 vectors = {c: to_matrix(embedded.column(c).take(take)) for c in columns}
                 yield positions[lo:hi], reads, vectors
             start += n
+            _POOL.release_unused()  # give the window's decoded pages back before the next
 
     def _misaligned(self, path: Path) -> ValueError:
         return ValueError(
@@ -269,13 +298,10 @@ def escape_formula(value: object) -> object:
     return value
 
 
-def _as_objects(reads: pa.Table) -> pd.DataFrame:
-    """The reads table as pandas: text as Python objects, nulls as None."""
-    return (
-        reads.to_pandas()
-        .astype({c: object for c in reads.column_names if "_confidence" not in c})
-        .where(lambda frame: frame.notna(), None)
-    )
+def _as_objects(table: pa.Table) -> pd.DataFrame:
+    """A table as pandas: text as Python objects, nulls as None."""
+    text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    return table.to_pandas().astype({c: object for c in text}).where(lambda frame: frame.notna(), None)
 
 
 def _windows(path: Path, columns: list[str] | None, rows: int) -> Iterator[pa.Table]:

@@ -126,3 +126,23 @@ def test_sharded_encode_fills_the_cache_and_one_pass_writes_the_same_tables(
         ours = Snapshot(snap).read_embeddings(column)
         one_pass = Snapshot(tiny_snapshot).read_embeddings(column)
         assert np.allclose(ours, one_pass, atol=1e-5) and np.abs(ours).sum() > 0
+
+
+def test_windows_of_a_few_rows_publish_the_same_bytes(
+    tiny_snapshot: Path, tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The planner and the conditions read the snapshot a window at a time: windows of 50 rows
+    (a million-row catalog's windows, scaled down) publish what one window does."""
+    pipeline = RenderPipeline.from_run(tiny_run)
+    whole = open_store(str(tmp_path / "whole"))
+    publish(tiny_snapshot, pipeline, whole)
+    monkeypatch.setattr("productgen.snapshot.STREAM_ROWS", 50)
+    windows = open_store(str(tmp_path / "windows"))
+    publish(tiny_snapshot, pipeline, windows)
+    sharded = open_store(str(tmp_path / "sharded"))
+    parts = [publish(tiny_snapshot, pipeline, sharded, shard=s, run_id="R") for s in Shard.all(2)]
+    finish_publish(sharded, parts, 1.0)
+    assert _objects(whole) == _objects(windows) == _objects(sharded) and len(_objects(whole)) == 280
+    columns = ["sku", "variant", "key", "sha256", "content_hash", "seed"]
+    assert _manifest(whole)[columns].equals(_manifest(windows)[columns])
+    assert _manifest(whole)[columns].equals(_manifest(sharded)[columns])

@@ -118,3 +118,14 @@ def test_streaming_windows_give_the_rows_a_whole_read_gives(tiny_snapshot: Path)
     assert pd.concat(reads, ignore_index=True).equals(whole)
     with pytest.raises(IndexError, match="row positions"):
         next(snap.stream_encoded(np.array([280]), ["embedding"]))
+
+
+def test_streamed_rows_and_reads_are_a_whole_read(tiny_snapshot: Path) -> None:
+    snap = Snapshot(tiny_snapshot)
+    starts, frames = [], []
+    for start, frame in snap.stream_reads(["sku", "title", "no-such-column"], batch_rows=37):
+        starts.append(start)
+        frames.append(frame)
+    assert starts == list(range(0, 280, 37))
+    whole = pd.concat([snap.read_rows(["sku", "title"]), snap.read_reads()], axis=1)
+    assert pd.concat(frames, ignore_index=True).equals(whole)
