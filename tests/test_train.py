@@ -165,7 +165,7 @@ def test_presets_and_overrides_fail_loudly_when_unknown() -> None:
     with pytest.raises(ValueError, match="unknown training setting"):
         train_config("cpu-demo", batchsize=3)
     assert train_config("gpu").amp and not train_config("cpu-demo").amp
-    assert train_config("cpu-demo").family == "cvae" and train_config("gpu").family == "cgan"
+    assert train_config("cpu-demo").family == "cvae" and train_config("gpu").family == "vaegan"
     assert train_config("cpu-demo", family="cgan").family == "cgan"
     assert not train_config("gpu", family="cvae").cond_augment
 
