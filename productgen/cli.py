@@ -274,8 +274,10 @@ def train_cmd(
 
         try:
             result = train(snapshot, out, config, resume=resume, on_progress=on_progress)
-        finally:
-            distributed.stop()
+        except BaseException:
+            distributed.stop(together=False)
+            raise
+        distributed.stop()
     if group is not None and not group.leader:
         return  # rank 0 reports the run
     summary = {

@@ -96,8 +96,13 @@ def start(environ: Mapping[str, str]) -> bool:
     return True
 
 
-def stop() -> None:
+def stop(*, together: bool = True) -> None:
+    """Leave the process group. together: wait for every rank first; gloo aborts a process
+    ("terminate called without an active exception") that tears its group down while a peer is
+    still using it. A rank that failed leaves alone: the others may never arrive."""
     if dist.is_available() and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from productgen.distributed import Group, torchrun_command
+from productgen.distributed import Group, stop, torchrun_command
 from productgen.runs import RunFolder, load_generator
 from tests.test_train import TINY
 
@@ -39,7 +39,7 @@ def _average(rank: int, world: int, port: int, out: dict) -> None:
     opt.step()
     out[rank] = [p.detach().clone() for p in net.parameters()] + [net.stat.clone()]
     assert group.any(rank == 1, torch.device("cpu"))  # one rank's wish to stop reaches every rank
-    dist.destroy_process_group()
+    stop()
 
 
 def test_gradients_are_averaged_and_ranks_stay_identical() -> None:
