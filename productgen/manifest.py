@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from productgen.shards import Shard
-from productgen.storage import ObjectStore, PreconditionFailed, StorageError
+from productgen.storage import NotFound, ObjectStore, PreconditionFailed, StorageError
 
 __all__ = ["MANIFEST_COLUMNS", "ManifestWriter", "new_run_id", "published_index", "read_latest"]
 
@@ -108,16 +108,25 @@ def published_index(
     columns: only these (and `key`): a million-row manifest is read at a fraction of its size.
     run_id: the run that is finishing: its parts are read even once it wrote its manifest.
     """
-    latest = read_latest(store)
-    keys = [latest["manifest"]] if latest else []
-    parts = _unfinished_parts(store, run_id)
     needed = None
     if columns is not None:
         needed = list(dict.fromkeys(["key", "rendered_at", *(["sku"] if shard else []), *columns]))
-    frames = []
-    for key in [*keys, *parts]:
-        frame = _read(store, key, needed)
-        frames.append(frame[shard.contains(frame["sku"])] if shard else frame)
+    for _ in range(8):
+        latest = read_latest(store)
+        keys = [latest["manifest"]] if latest else []
+        parts = _unfinished_parts(store, run_id)
+        try:
+            frames = []
+            for key in [*keys, *parts]:
+                frame = _read(store, key, needed)
+                frames.append(frame[shard.contains(frame["sku"])] if shard else frame)
+            break
+        except NotFound:  # a run finishing meanwhile merged these parts (and `latest` has them): again
+            time.sleep(random.uniform(0, 0.05))
+    else:
+        raise StorageError(
+            f"{store.uri}: other runs kept finishing while this one read the manifests; run again"
+        )
     if not frames:
         index = _empty()
     elif len(frames) == 1 and not parts:  # a manifest alone: one row per key already

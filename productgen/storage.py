@@ -67,6 +67,10 @@ class PreconditionFailed(StorageError):
     """A conditional write found the object changed (or present) since the caller last read it."""
 
 
+class NotFound(StorageError):
+    """The object is not there (never written, or deleted since it was listed)."""
+
+
 @dataclass(frozen=True)
 class S3Settings:
     """How to reach the store. Built at the edge from AWS_* variables or flow parameters.
@@ -193,7 +197,7 @@ def describe_error(error: Exception, what: str, settings: S3Settings) -> Storage
     if isinstance(error, botocore.exceptions.ClientError):
         code = error.response.get("Error", {}).get("Code", "")
         if code in {"NoSuchKey", "404", "NotFound"}:
-            return StorageError(f"{what}: no such object at {endpoint}")
+            return NotFound(f"{what}: no such object at {endpoint}")
         if code == "NoSuchBucket":
             return StorageError(
                 f"{what}: the bucket does not exist at {endpoint}; create it or pass --create-bucket"
@@ -440,7 +444,7 @@ class LocalStore:
     def get(self, key: str) -> bytes:
         path = self._path(key)
         if not path.is_file():
-            raise StorageError(f"{self.uri}/{key}: no such object")
+            raise NotFound(f"{self.uri}/{key}: no such object")
         return path.read_bytes()
 
     def head(self, key: str) -> StoredObject | None:

@@ -137,3 +137,29 @@ def test_a_run_merging_again_after_losing_the_race_keeps_its_later_parts(tmp_pat
     b.finish(None, [], {})
     index, unfinished = published_index(store)
     assert sorted(index["key"]) == ["m1/b0.png", "m1/b1.png", "m1/c0.png"] and unfinished == []
+
+
+def test_a_part_merged_away_while_the_index_is_read_is_found_in_latest(tmp_path: Path) -> None:
+    """run-b lists run-a's part; run-a finishes (merges and deletes it) before run-b reads it."""
+    store = open_store(str(tmp_path / "store"))
+    a = ManifestWriter(store, "run-a")
+    a.add([_record("m1/a0.png", "run-a", 0)])
+    a.flush()
+
+    class FinishesFirst:
+        """The store as run-b sees it: run-a finishes just before run-b's first read of a part."""
+
+        def __init__(self) -> None:
+            self.done = False
+
+        def get(self, key: str) -> bytes:
+            if "/part-" in key and not self.done:
+                self.done = True
+                a.finish(None, [], {})
+            return store.get(key)
+
+        def __getattr__(self, name: str):
+            return getattr(store, name)
+
+    index, _ = published_index(FinishesFirst())
+    assert list(index["key"]) == ["m1/a0.png"]
