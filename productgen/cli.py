@@ -368,6 +368,63 @@ def render_cmd(
         )
 
 
+@app.command("variants")
+@_one_line_errors
+def variants_cmd(
+    snapshot: Annotated[
+        Path, typer.Argument(help="Snapshot folder (ingested and encoded), rows with photos.")
+    ],
+    dest: Annotated[str, typer.Option(help="s3://bucket/prefix or file:///folder (or a folder path).")],
+    colors: Annotated[
+        str | None,
+        typer.Option(help="Colours for rows without a variant_colors column: 'navy,olive,#7b1f3a'."),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Run folder (cvae or vaegan); default: the store's promoted model.")
+    ] = None,
+    method: Annotated[
+        str, typer.Option(help="shading (the photo's own shading kept) or decoder.")
+    ] = "shading",
+    image_format: Annotated[str, typer.Option("--format", help="png or webp.")] = "png",
+    size: Annotated[int | None, typer.Option(help="Output size in pixels; default: the model's.")] = None,
+    sheet: Annotated[
+        Path | None, typer.Option(help="Write a contact sheet here: each photo, then its variants.")
+    ] = None,
+    rejects: Annotated[Path | None, typer.Option(help="Write the rows left out here (CSV).")] = None,
+    create_bucket: Annotated[bool, typer.Option(help="Create the S3 bucket if it is missing.")] = False,
+    workers: Annotated[int, typer.Option(help="Parallel encode + upload threads.")] = 16,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
+) -> None:
+    """Publish each photo's item in other colours as MODEL/SKU-COLOUR.png; unchanged ones are skipped."""
+    from productgen.publish import PublishConfig
+    from productgen.registry import fetch_model
+    from productgen.render import RenderConfig
+    from productgen.runs import load_generator
+    from productgen.snapshot import escape_formula
+    from productgen.storage import open_store
+    from productgen.variants import VariantMaker, parse_colours, publish_variants, variant_sheet
+
+    colours = parse_colours(colors)
+    config = PublishConfig(render=RenderConfig(image_format=image_format, size=size), upload_workers=workers)
+    settings = dataclasses.replace(s3_settings(), max_pool_connections=max(32, workers))
+    store = open_store(dest, settings, create_bucket=create_bucket)
+    maker = VariantMaker(load_generator(model or fetch_model(store, MODEL_CACHE)), method)
+    summary = publish_variants(snapshot, maker, store, config, colours=colours)
+    _report(summary.to_json(), as_json, f"published variants to {summary.publish.dest}")
+    if len(summary.rejects):
+        if rejects is not None:
+            summary.rejects.map(escape_formula).to_csv(rejects, index=False)
+        if not as_json:
+            first = summary.rejects.iloc[0]
+            where = f"; all in {rejects}" if rejects else "; --rejects FILE writes them all"
+            example = f"{first['sku']}: {first['reason']}"
+            typer.echo(f"  left out {len(summary.rejects):,} (row, colour): e.g. {example}{where}")
+    if sheet is not None:
+        variant_sheet(snapshot, maker, colours, sheet)
+        if not as_json:
+            typer.echo(f"  sheet: {sheet}")
+
+
 dev_app = typer.Typer(help="Local development services.", no_args_is_help=True)
 app.add_typer(dev_app, name="dev")
 

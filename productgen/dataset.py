@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,10 @@ from productgen.checkpoint import CheckpointError, load_checkpoint, save_checkpo
 from productgen.conditioning import PARTS, ConditionConfig, Vocabulary, snapshot_conditions
 from productgen.snapshot import Snapshot
 
-__all__ = ["TrainingSet", "decode_photos", "load_training_set", "training_fingerprint"]
+__all__ = [
+    "DECODE_ERRORS", "TrainingSet", "decode_photo", "decode_photos", "load_training_set", "photo_path",
+    "training_fingerprint",
+]  # fmt: skip
 
 
 @dataclass
@@ -55,11 +59,11 @@ class TrainingSet:
 
 MAX_PHOTO_BYTES = 32 << 20  # a product photo, not an archive
 MAX_PHOTO_PIXELS = 50_000_000  # declared in the header; decoding more is a decompression bomb
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
-def _decode_one(path: str, size: int) -> np.ndarray:
-    """One photo -> (size, size, 3) uint8; raises ValueError saying why it cannot be used."""
+def decode_photo(path: str | BinaryIO, size: int) -> np.ndarray:
+    """One photo (a path or an open file) -> (size, size, 3) uint8; raises ValueError saying why not."""
     with Image.open(path) as im:  # reads the header only
         if im.width * im.height > MAX_PHOTO_PIXELS:
             raise ValueError(f"declares {im.width}x{im.height} pixels; at most {MAX_PHOTO_PIXELS:,}")
@@ -75,8 +79,8 @@ def _decode_chunk(args: tuple[list[str], int]) -> tuple[np.ndarray, list[str | N
     reasons: list[str | None] = [None] * len(paths)
     for i, path in enumerate(paths):
         try:
-            out[i] = _decode_one(path, size)
-        except _DECODE_ERRORS as e:
+            out[i] = decode_photo(path, size)
+        except DECODE_ERRORS as e:
             reasons[i] = f"photo does not decode ({' '.join(str(e).split())[:200]})"
     return out, reasons
 
@@ -101,7 +105,7 @@ def decode_photos(
     return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous(), reasons
 
 
-def _photo_path(root: Path, relative: str, plain_dirs: set[Path]) -> tuple[str | None, str | None]:
+def photo_path(root: Path, relative: str, plain_dirs: set[Path]) -> tuple[str | None, str | None]:
     """(path, None) for a usable photo file, else (None, why not). No link is followed.
 
     plain_dirs: folders already found not to be links (most photos share one folder).
@@ -144,7 +148,7 @@ def _select(
     paths: list[str | None] = [None] * len(rows)
     refused, plain_dirs, images = [], set(), rows["image"].tolist()
     for i in np.flatnonzero(keep):
-        paths[i], reason = _photo_path(root, images[i], plain_dirs)
+        paths[i], reason = photo_path(root, images[i], plain_dirs)
         if reason is not None:
             refused.append((i, reason))
     missing = sum(reason == "photo file not found" for _, reason in refused)

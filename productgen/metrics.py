@@ -3,6 +3,13 @@
     frechet_distance   FID's formula (Heusel et al. 2017) in the judge's feature space
     precision_recall   improved precision and recall (Kynkaanniemi et al. 2019, k-NN manifolds)
 
+and, between an image and an edit of it (a colour variant), whether the item kept its form:
+
+    silhouette         the item's pixels: those that differ from the photo's border colour
+    silhouette_iou     intersection over union of two images' silhouettes
+    shading_ssim       SSIM (Wang et al. 2004) of the items' shading: grey levels over the item's
+                       median grey, so a navy and a yellow jacket with the same folds match
+
 The judge is trained on this catalog's photos, so its space knows what tells these products
 apart; Inception features (what FID usually uses) are neither available offline nor suited to
 32-pixel product shots. Numbers are comparable between runs on the same judge only.
@@ -13,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["frechet_distance", "precision_recall"]
+__all__ = ["frechet_distance", "precision_recall", "shading_ssim", "silhouette", "silhouette_iou"]
 
 
 def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
@@ -58,3 +65,43 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict[str
         "precision": _inside(f, r, _kth_radius(r, k)),
         "recall": _inside(r, f, _kth_radius(f, k)),
     }
+
+
+_BACKGROUND_DISTANCE = 24  # 0-255 levels a pixel's channels must differ from the border's to be item
+
+
+def silhouette(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, S, S) -> bool (N, S, S): pixels unlike the background (the border's median colour)."""
+    x = images.to(torch.int16)
+    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)  # (N, 3, 4S)
+    background = border.median(dim=2).values[:, :, None, None]
+    return (x - background).abs().amax(dim=1) > _BACKGROUND_DISTANCE
+
+
+def silhouette_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N,) IoU of the silhouettes of image pairs (1 where both are empty)."""
+    sa, sb = silhouette(a), silhouette(b)
+    union = (sa | sb).sum((1, 2))
+    inter = (sa & sb).sum((1, 2))
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union, dtype=torch.float32))
+
+
+def _shading(images: torch.Tensor) -> torch.Tensor:
+    """(N, 1, S, S) in [0, 1]: grey level over the item's median grey (halved), 0 off the item."""
+    grey = (images.float() * torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1)  # (N, S, S)
+    mask = silhouette(images)
+    medians = torch.stack(
+        [g[m].median() if m.any() else g.new_tensor(1.0) for g, m in zip(grey, mask, strict=True)]
+    ).clamp(min=1.0)
+    return (grey / medians[:, None, None] / 2).clamp(0, 1).mul(mask)[:, None]
+
+
+def shading_ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """(N,) mean SSIM of the shading maps of image pairs, uint8 (N, 3, S, S) each."""
+    x, y = _shading(a), _shading(b)
+    pool = torch.nn.AvgPool2d(window, stride=1)
+    mx, my = pool(x), pool(y)
+    vx, vy, cov = pool(x * x) - mx**2, pool(y * y) - my**2, pool(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    ssim = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return ssim.mean((1, 2, 3))

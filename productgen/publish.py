@@ -24,7 +24,7 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +40,10 @@ from productgen.shards import Shard
 from productgen.snapshot import Snapshot
 from productgen.storage import ObjectStore, PreconditionFailed
 
-__all__ = ["PublishConfig", "PublishProgress", "PublishSummary", "finish_publish", "image_key", "publish"]
+__all__ = [
+    "PublishConfig", "PublishProgress", "PublishSummary", "finish_publish", "image_key", "publish",
+    "publish_plan", "rendered_from",
+]  # fmt: skip
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"  # a key never changes model version
 _HEADS_AT_MOST = 50_000  # planned images looked up one by one; more: list the prefix first
@@ -102,7 +105,7 @@ def image_key(model_version: str, sku: str, variant: int, image_format: str) -> 
     return f"{model_version}/{sku}{suffix}.{image_format}"
 
 
-def _rendered_from(rows: pd.DataFrame, truncation: float) -> np.ndarray:
+def rendered_from(rows: pd.DataFrame, truncation: float) -> np.ndarray:
     """Per row, a hash of everything its image is made from besides the model: its description's
     content hash, the attributes read from it (a newly pinned mapping re-renders the row) and the
     truncation it is rendered with (left out at 1, so earlier manifests still match)."""
@@ -144,7 +147,7 @@ def _plan(snap: Snapshot, version: str, config: PublishConfig, shard: Shard | No
                 {
                     "row": np.repeat(rows.index.to_numpy(), variants),
                     "sku": np.repeat(rows["sku"].to_numpy(), variants),
-                    "content_hash": np.repeat(_rendered_from(rows, config.render.truncation), variants),
+                    "content_hash": np.repeat(rendered_from(rows, config.render.truncation), variants),
                     "variant": np.tile(np.arange(variants, dtype=np.int32), len(rows)),
                     "doubtful": np.repeat(_doubtful(rows), variants),
                 }
@@ -242,11 +245,49 @@ def publish(
     and adopts what it wrote unrecorded, as a whole run does.
     """
     started = time.perf_counter()
+    snap = pipeline.check_snapshot(snapshot)
+    plan = _plan(snap, pipeline.version, config, shard)
+
+    def render(todo: pd.DataFrame) -> Iterator[tuple[list[dict], np.ndarray]]:
+        # conditions come a window of snapshot rows at a time: memory does not grow with the catalog
+        todo_rows = todo["row"].to_numpy()
+        for positions, conditions in pipeline.stream_conditions(snapshot, np.unique(todo_rows)):
+            lo, hi = np.searchsorted(todo_rows, [positions[0], positions[-1] + 1])
+            where = np.searchsorted(positions, todo_rows[lo:hi])  # each image's row in `conditions`
+            for start in range(lo, hi, config.render.batch_size):
+                items = todo.iloc[start : min(start + config.render.batch_size, hi)].to_dict("records")
+                pixels = pipeline(
+                    conditions=conditions[where[start - lo : start - lo + len(items)]],
+                    seeds=[i["seed"] for i in items], truncation=config.render.truncation,
+                ).images  # fmt: skip
+                yield items, pixels
+
+    return publish_plan(
+        plan, render, store, config, version=pipeline.version, started=started,
+        on_progress=on_progress, shard=shard, run_id=run_id,
+    )  # fmt: skip
+
+
+def publish_plan(
+    plan: pd.DataFrame,
+    produce: Callable[[pd.DataFrame], Iterator[tuple[list[dict], np.ndarray]]],
+    store: ObjectStore,
+    config: PublishConfig,
+    *,
+    version: str,
+    started: float,
+    on_progress: Callable[[PublishProgress], None] | None = None,
+    shard: Shard | None = None,
+    run_id: str | None = None,
+) -> PublishSummary:
+    """Publish the images a plan names, exactly once: steps 2-5 for any maker of pixels.
+
+    plan: one row per image (row, sku, variant, key, content_hash, doubtful; seed where the
+    image has none from its noise); produce(todo): (items, (n, S, S, 3) uint8) in todo's order.
+    """
     if shard is not None and run_id is None:
         raise ValueError("a shard publishes as part of a run: give the run's run_id")
-    run_id, version = run_id or new_run_id(), pipeline.version
-    snap = pipeline.check_snapshot(snapshot)
-    plan = _plan(snap, version, config, shard)
+    run_id = run_id or new_run_id()
 
     # 2. skip what a manifest already records with the same description and model
     index, _ = published_index(store, shard, columns=["content_hash", "model_version", "etag"])
@@ -254,7 +295,8 @@ def publish(
     done_before = (plan.pop("model_version") == version).to_numpy()
     unchanged = int(done_before.sum())
     todo = plan[~done_before].sort_values(["row", "variant"], kind="stable").reset_index(drop=True)
-    todo["seed"] = [noise_seed(s, version, v) for s, v in zip(todo["sku"], todo["variant"], strict=True)]
+    if "seed" not in todo.columns:
+        todo["seed"] = [noise_seed(s, version, v) for s, v in zip(todo["sku"], todo["variant"], strict=True)]
     rows, low_confidence = int(plan["sku"].nunique()), int(plan.loc[plan["doubtful"], "sku"].nunique())
     # what each key to write held when recorded (a conditional write checks it is still that)
     recorded = index[index["key"].isin(todo["key"])]
@@ -269,7 +311,7 @@ def publish(
     todo = todo[~todo["key"].isin({r["key"] for r in recovered})].reset_index(drop=True)
     planned = time.perf_counter() - started
 
-    # 4. render in this thread, encode + upload on the pool, at most max_in_flight images pending
+    # 4. make pixels in this thread, encode + upload on the pool, at most max_in_flight pending
     adopted: list[str] = []  # writes that landed although the store's answer was lost
     retried_before = store.retried_writes
     slots = threading.BoundedSemaphore(config.max_in_flight)
@@ -297,29 +339,17 @@ def publish(
         writer.add(records)
 
     futures: list[Future] = []
-    batch, done = config.render.batch_size, 0
-    todo_rows = todo["row"].to_numpy()
+    done = 0
     with ThreadPoolExecutor(config.upload_workers, thread_name_prefix="publish") as pool:
-        # conditions come a window of snapshot rows at a time: memory does not grow with the catalog
-        for positions, conditions in pipeline.stream_conditions(snapshot, np.unique(todo_rows)):
-            lo, hi = np.searchsorted(todo_rows, [positions[0], positions[-1] + 1])
-            where = np.searchsorted(positions, todo_rows[lo:hi])  # each image's row in `conditions`
-            for start in range(lo, hi, batch):
-                if failures:
-                    break
-                items = todo.iloc[start : min(start + batch, hi)].to_dict("records")
-                pixels = pipeline(
-                    conditions=conditions[where[start - lo : start - lo + len(items)]],
-                    seeds=[i["seed"] for i in items], truncation=config.render.truncation,
-                ).images  # fmt: skip
-                for item, image in zip(items, pixels, strict=True):
-                    slots.acquire()
-                    futures.append(pool.submit(store_one, item, image))
-                futures = [f for f in futures if not f.done()]
-                drain()
-                done += len(items)
-                if on_progress:
-                    on_progress(PublishProgress(len(todo), done, time.perf_counter() - started))
+        for items, pixels in produce(todo) if len(todo) else ():
+            for item, image in zip(items, pixels, strict=True):
+                slots.acquire()
+                futures.append(pool.submit(store_one, item, image))
+            futures = [f for f in futures if not f.done()]
+            drain()
+            done += len(items)
+            if on_progress:
+                on_progress(PublishProgress(len(todo), done, time.perf_counter() - started))
             if failures:
                 break
         wait(futures)
@@ -328,7 +358,6 @@ def publish(
     if failures:
         raise failures[0]
 
-    writer.flush()
     new = writer.records - len(recovered)
     summary = PublishSummary(
         run_id=run_id, dest=store.uri, model_version=version, rows=rows, images=writer.records,

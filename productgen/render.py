@@ -43,11 +43,12 @@ __all__ = [
     "check_truncation",
     "encode_image",
     "noise_seed",
+    "same_kernels",
     "sample_sheet",
 ]
 
 FORMATS = {"png": "image/png", "webp": "image/webp"}
-GENERATE_ROWS = 64  # rows per generator call on CPU, whatever the caller's batch (see _same_kernels)
+GENERATE_ROWS = 64  # rows per generator call on CPU, whatever the caller's batch (see same_kernels)
 
 
 @dataclass(frozen=True)
@@ -200,10 +201,10 @@ class RenderPipeline:
         # 3-5. noise per seed, generate in batches, decode to uint8
         z_dim = self.generator.config.z_dim
         device = next(self.generator.parameters()).device
-        # on CPU every generator call has the same shape and one thread: see _same_kernels
+        # on CPU every generator call has the same shape and one thread: see same_kernels
         rows = self.batch_size if device.type == "cuda" else GENERATE_ROWS
         images = []
-        with _same_kernels():
+        with same_kernels():
             for start in range(0, n, rows):
                 batch = slice(start, start + rows)
                 z = torch.stack(
@@ -224,7 +225,7 @@ class RenderPipeline:
 
 
 @contextmanager
-def _same_kernels() -> Iterator[None]:
+def same_kernels() -> Iterator[None]:
     """Generate on one CPU thread, `GENERATE_ROWS` rows per call: how a CPU kernel splits its sums
     (over threads, and into blocks chosen by the batch's size) changes its rounding, and an image
     must depend neither on its batch mates nor on the cores of the process that renders it (a Dask

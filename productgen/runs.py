@@ -26,7 +26,7 @@ from torch import nn
 from productgen.atomic import write_text_atomic
 from productgen.checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
 from productgen.conditioning import ConditionConfig, Conditioner, Vocabulary
-from productgen.models import ModelConfig, build_generator
+from productgen.models import FAMILY_NETWORKS, ModelConfig, build_generator
 
 __all__ = ["PUBLISHED_FILES", "RunFolder", "TrainedGenerator", "load_generator", "read_run"]
 
@@ -169,6 +169,7 @@ class TrainedGenerator:
     text_model: str
     version: str  # content hash of the weights: the model version in keys and manifests
     metadata: dict[str, object]
+    encoder: nn.Module | None = None  # photo -> latent (the cVAE's and VAE-GAN's), for variants
 
     @property
     def conditioner(self) -> Conditioner:
@@ -216,11 +217,15 @@ def _model_from_header(path: Path, meta: dict, shapes: dict[str, tuple[int, ...]
     if sum(p.numel() for p in shell.parameters()) > _MAX_PARAMETERS:
         raise CheckpointError(f"{path}: its settings describe a network over {_MAX_PARAMETERS:,} parameters")
     expected = {f"G_ema.{k}": tuple(v.shape) for k, v in shell.state_dict().items()}
+    encoder = FAMILY_NETWORKS[model_config.family].encoder
+    if encoder is not None and any(k.startswith("E.") for k in shapes):  # models before variants have none
+        with torch.device("meta"):
+            expected.update({f"E.{k}": tuple(v.shape) for k, v in encoder(model_config).state_dict().items()})
     expected["vocab.category_embeddings"] = (len(names["categories"]), width)
     if "vocab.color_embeddings" in shapes:  # models before the attribute reader have no colour tensors
         expected["vocab.color_embeddings"] = (len(names["colors"]), width)
         expected["vocab.color_rgb"] = (len(names["colors"]), 3)
-    got = {k: v for k, v in shapes.items() if k.startswith("G_ema.") or k.startswith("vocab.")}
+    got = {k: v for k, v in shapes.items() if k.startswith(("G_ema.", "vocab.", "E."))}
     if got != expected:
         wrong = sorted(set(got) ^ set(expected)) or sorted(k for k in got if got[k] != expected[k])
         raise CheckpointError(
@@ -256,6 +261,11 @@ def load_generator(run_dir: Path, device: str | torch.device = "cpu") -> Trained
     weights = {k.removeprefix("G_ema."): v for k, v in tensors.items() if k.startswith("G_ema.")}
     generator.load_state_dict(weights)
     generator.to(device).eval()
+    encoder = None
+    if any(k.startswith("E.") for k in tensors):
+        encoder = FAMILY_NETWORKS[model_config.family].encoder(model_config)
+        encoder.load_state_dict({k.removeprefix("E."): v for k, v in tensors.items() if k.startswith("E.")})
+        encoder.to(device).eval()
     colours = tensors.get("vocab.color_embeddings")
     vocabulary = Vocabulary(
         names["categories"],
@@ -275,4 +285,5 @@ def load_generator(run_dir: Path, device: str | torch.device = "cpu") -> Trained
         text_model=str(meta["text_model"]),
         version=digest.hexdigest()[:12],
         metadata=meta,
+        encoder=encoder,
     )

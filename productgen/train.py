@@ -406,6 +406,9 @@ def train(
         run.write_checkpoint(step, tensors, meta, keep=config.keep_checkpoints)
         vocab = vocabulary_tensors(data.vocabulary)
         model = {**{f"G_ema.{k}": v for k, v in ema.state_dict().items()}, **vocab}
+        encoder = loss.networks().get("E")  # the cVAE's and VAE-GAN's: variants from a photo need it
+        if encoder is not None:
+            model.update({f"E.{k}": v for k, v in _unwrap(encoder).state_dict().items()})
         run.write_model(model, {**meta_base, "step": step, "metrics": metrics})
         seconds = time.perf_counter() - started
         run.write_run({

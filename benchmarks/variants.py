@@ -1,0 +1,97 @@
+"""Benchmark: colour variants of holdout photos, read by the evaluation's judge (issue 15's targets).
+
+For N holdout photos of a demo snapshot and every palette colour other than the photo's own, a
+variant is made by each method (productgen.variants.METHODS) and measured:
+
+    colour      the judge reads the requested colour                       (target >= 0.97)
+    category    the judge reads the photo's category, over the rate at which it reads it on the
+                photo itself                                                (target >= 0.95)
+    IoU         silhouette of the variant vs the photo                      (target >= 0.90)
+    SSIM        of the shading (grey levels over the item's median grey)   (target >= 0.80)
+
+The judge is trained on the train split's photos only; the variant maker never sees it.
+
+    .venv/bin/python benchmarks/variants.py --snapshot SNAP --run RUN [--photos 2000] [--sheet out.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from productgen.dataset import load_training_set
+from productgen.judge import load_or_train_judge, predict
+from productgen.metrics import shading_ssim, silhouette_iou
+from productgen.runs import load_generator
+from productgen.sheets import labelled_grid, save_png
+from productgen.snapshot import Snapshot
+from productgen.variants import METHODS, VariantMaker
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--snapshot", type=Path, required=True)
+    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--photos", type=int, default=2000)
+    parser.add_argument("--judge-epochs", type=int, default=4)
+    parser.add_argument("--sheet", type=Path, default=None, help="contact sheet of the first method")
+    args = parser.parse_args()
+
+    trained = load_generator(args.run)
+    size = trained.generator.config.image_size
+    judge = load_or_train_judge(args.snapshot, size, epochs=args.judge_epochs)
+    holdout = load_training_set(args.snapshot, size, None, exclude_split="train")
+    pick = torch.randperm(len(holdout), generator=torch.Generator().manual_seed(0))[: args.photos]
+    photos, rows = holdout.images[pick], holdout.rows.iloc[pick.numpy()].reset_index(drop=True)
+    conditions, every = trained.conditioner.for_snapshot(Snapshot(args.snapshot))
+    conditions = conditions[pd.Index(every["sku"]).get_indexer(rows["sku"])]
+    colours, categories = judge.classes["color"], judge.classes["category"]
+    palette = dict(zip(trained.vocabulary.colors, map(tuple, trained.vocabulary.color_rgb), strict=True))
+    truth = torch.tensor([categories.index(c) for c in rows["category"]])
+    on_photo = float((predict(judge.net, photos)["category"] == truth).float().mean())
+    pixels = photos.permute(0, 2, 3, 1).numpy()
+    print(f"{len(rows):,} holdout photos; the judge reads their category {on_photo:.3f} on the photo itself")
+    print("| method | variants | colour | category (ratio) | silhouette IoU | shading SSIM | variants/s |")
+    print("|---|---|---|---|---|---|---|")
+    for method in METHODS:
+        maker = VariantMaker(trained, method)
+        right_colour = right_category = total = 0
+        ious, ssims, seconds, sheet = [], [], 0.0, {}
+        for name in colours:
+            other = np.flatnonzero(rows["color"].to_numpy() != name)
+            started = time.perf_counter()
+            made = maker(pixels[other], conditions[other], [palette[name]] * len(other))
+            seconds += time.perf_counter() - started
+            made = torch.from_numpy(made).permute(0, 3, 1, 2)
+            read = predict(judge.net, made)
+            right_colour += int((read["color"] == colours.index(name)).sum())
+            right_category += int((read["category"] == truth[other]).sum())
+            total += len(other)
+            ious.append(silhouette_iou(photos[other], made))
+            ssims.append(shading_ssim(photos[other], made))
+            sheet[name] = dict(zip(other[:8].tolist(), made[:8], strict=False))
+        category = right_category / total
+        iou, ssim = float(torch.cat(ious).mean()), float(torch.cat(ssims).mean())
+        print(
+            f"| {method} | {total:,} | {right_colour / total:.3f} | {category:.3f} "
+            f"({category / on_photo:.3f}) | {iou:.3f} | {ssim:.3f} | {total / seconds:,.0f} |"
+        )
+        if args.sheet and method == METHODS[0]:
+            cells, labels = [], []
+            for i in range(6):
+                cells.append(pixels[i])
+                labels.append(f"photo ({rows['color'][i]})")
+                for name in colours:
+                    image = sheet[name].get(i)
+                    cells.append(None if image is None else image.permute(1, 2, 0).numpy())
+                    labels.append(name if image is not None else "")
+            save_png(labelled_grid(cells, labels, 1 + len(colours), title=f"variants ({method})"), args.sheet)
+
+
+if __name__ == "__main__":
+    main()
