@@ -10,8 +10,11 @@ variant is made by each method (productgen.variants.METHODS) and measured:
     SSIM        of the shading (grey levels over the item's median grey)   (target >= 0.80)
 
 The judge is trained on the train split's photos only; the variant maker never sees it.
+With --cycle-minutes M, an unpaired colour translator (productgen.models.translator) is first
+trained CycleGAN-style for M minutes on the train split's photos and measured the same way.
 
-    .venv/bin/python benchmarks/variants.py --snapshot SNAP --run RUN [--photos 2000] [--sheet out.png]
+    .venv/bin/python benchmarks/variants.py --snapshot SNAP --run RUN [--photos 2000]
+        [--cycle-minutes 10] [--sheet out.png]
 """
 
 from __future__ import annotations
@@ -26,11 +29,58 @@ import torch
 
 from productgen.dataset import load_training_set
 from productgen.judge import load_or_train_judge, predict
+from productgen.losses import Batch, CycleLoss
 from productgen.metrics import shading_ssim, silhouette_iou
+from productgen.models import Discriminator, ModelConfig
+from productgen.models.translator import ColourTranslator
 from productgen.runs import load_generator
-from productgen.sheets import labelled_grid, save_png
+from productgen.sheets import labelled_grid, save_png, to_uint8
 from productgen.snapshot import Snapshot
 from productgen.variants import METHODS, VariantMaker
+
+
+def train_translator(
+    snapshot: Path, size: int, minutes: float, seed: int = 0
+) -> tuple[ColourTranslator, int]:
+    """A colour translator trained for `minutes` on the train split's photos; (translator, steps)."""
+    torch.manual_seed(seed)
+    data = load_training_set(snapshot, size, None, exclude_split="holdout")
+    labels = data.labels["color"]
+    known = labels >= 0
+    images, labels = data.images[known], labels[known]
+    own = torch.from_numpy(data.vocabulary.color_rgb.astype(np.float32) / 127.5 - 1)[labels]
+    translator = ColourTranslator(channels=16, blocks=3)
+    config = ModelConfig(family="cgan", image_size=size, cond_in=3, d_ch=16)
+    config = ModelConfig(**{**config.to_json(), "aux_classes": {"color": len(data.vocabulary.colors)}})
+    discriminator = Discriminator(config)
+    opt_g = torch.optim.Adam(translator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    loss = CycleLoss(translator, discriminator, opt_g, opt_d)
+    started, step = time.perf_counter(), 0
+    while time.perf_counter() - started < minutes * 60:
+        index = torch.randint(len(images), (64,))
+        x = images[index].float() / 127.5 - 1
+        losses = loss.step(Batch(x, own[index], {"color": labels[index]}, step))
+        step += 1
+        if step % 500 == 0:
+            print(f"  translator step {step}: " + " ".join(f"{k} {float(v):.3f}" for k, v in losses.items()))
+    return translator.eval(), step
+
+
+class _Translate:
+    """The translator with VariantMaker's call: (photos uint8 (N, S, S, 3), conditions, rgb) -> uint8."""
+
+    def __init__(self, translator: ColourTranslator) -> None:
+        self.translator = translator
+
+    @torch.no_grad()
+    def __call__(self, photos: np.ndarray, conditions: np.ndarray, rgb: list) -> np.ndarray:
+        out = []
+        for start in range(0, len(photos), 256):
+            x = torch.from_numpy(photos[start : start + 256]).permute(0, 3, 1, 2).float() / 127.5 - 1
+            target = torch.tensor(rgb[start : start + 256], dtype=torch.float32) / 127.5 - 1
+            out.append(to_uint8(self.translator(x, target)))
+        return np.concatenate(out)
 
 
 def main() -> None:
@@ -39,6 +89,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--photos", type=int, default=2000)
     parser.add_argument("--judge-epochs", type=int, default=4)
+    parser.add_argument("--cycle-minutes", type=float, default=0.0)
     parser.add_argument("--sheet", type=Path, default=None, help="contact sheet of the first method")
     args = parser.parse_args()
 
@@ -58,8 +109,11 @@ def main() -> None:
     print(f"{len(rows):,} holdout photos; the judge reads their category {on_photo:.3f} on the photo itself")
     print("| method | variants | colour | category (ratio) | silhouette IoU | shading SSIM | variants/s |")
     print("|---|---|---|---|---|---|---|")
-    for method in METHODS:
-        maker = VariantMaker(trained, method)
+    makers = {method: VariantMaker(trained, method) for method in METHODS}
+    if args.cycle_minutes:
+        translator, steps = train_translator(args.snapshot, size, args.cycle_minutes)
+        makers[f"cycle ({args.cycle_minutes:g} min, {steps:,} steps)"] = _Translate(translator)
+    for method, maker in makers.items():
         right_colour = right_category = total = 0
         ious, ssims, seconds, sheet = [], [], 0.0, {}
         for name in colours:

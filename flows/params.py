@@ -17,6 +17,10 @@ Preset = Literal[tuple(PRESETS)]
 RetrainMode = Literal[RETRAIN_MODES]
 ImageFormat = Literal[tuple(FORMATS)]
 _RUNNER = "Where encode and render shards run: none, local, local:N (Dask workers) or tcp://scheduler:8786"
+_PHOTO_VARIANTS = (
+    "Also publish colour variants of rows with a photo as {model}/{sku}-{colour}.png (cvae, vaegan)"
+)
+_VARIANT_COLORS = "Variant colours for rows without their own variant_colors column: navy;olive;#7b1f3a"
 _SHARDS = "Shards (by a hash of the SKU) for encode and render; 0: a few per worker"
 
 
@@ -42,6 +46,8 @@ class NightlyParams(BaseModel):
     create_bucket: bool = Field(True, description="Create the S3 bucket when it is missing")
     task_runner: str = Field("none", pattern=TASK_RUNNER_PATTERN, description=_RUNNER)
     shards: int = Field(0, ge=0, le=MAX_SHARDS, description=_SHARDS)
+    photo_variants: bool = Field(False, description=_PHOTO_VARIANTS)
+    variant_colors: str = Field("", max_length=2000, description=_VARIANT_COLORS)
     train_processes: int = Field(
         1, ge=1, le=64, description="Training processes (torchrun, DistributedDataParallel); 1: one process"
     )
@@ -64,3 +70,5 @@ class RenderParams(BaseModel):
     )
     task_runner: str = Field("none", pattern=TASK_RUNNER_PATTERN, description=_RUNNER)
     shards: int = Field(0, ge=0, le=MAX_SHARDS, description=_SHARDS)
+    photo_variants: bool = Field(False, description=_PHOTO_VARIANTS)
+    variant_colors: str = Field("", max_length=2000, description=_VARIANT_COLORS)

@@ -24,6 +24,7 @@ from flows.tasks import (
     promote_model,
     promoted_version,
     publish_images,
+    publish_photo_variants,
     publish_shard,
     registry_report,
     train_model,
@@ -100,20 +101,27 @@ def evaluate_promote_flow(
 
 @flow(name="render")
 def render_flow(params: RenderParams) -> dict:
-    """Render a snapshot with the promoted model and publish it, exactly once per SKU.
+    """Render a snapshot with the promoted model and publish it, exactly once per SKU; with
+    photo_variants, then each photo's item in the asked colours (productgen.variants).
 
     With a Dask task runner, shards render and publish on the workers and the manifest is merged here.
     """
     cache = str(Path(params.workdir) / "models")
     if runner := runners.task_runner(params.task_runner):
         rows = Snapshot(Path(params.snapshot)).num_rows()
-        return render_shards_flow.with_options(task_runner=runner)(
+        published = render_shards_flow.with_options(task_runner=runner)(
             params, runners.shard_count(params.task_runner, params.shards, rows)
         )
-    return publish_images(
-        params.snapshot, params.dest, cache, only_missing=params.only_missing, variants=params.variants,
-        image_format=params.image_format, size=params.size, truncation=params.truncation,
-    )  # fmt: skip
+    else:
+        published = publish_images(
+            params.snapshot, params.dest, cache, only_missing=params.only_missing, variants=params.variants,
+            image_format=params.image_format, size=params.size, truncation=params.truncation,
+        )  # fmt: skip
+    if params.photo_variants:
+        published["photo_variants"] = publish_photo_variants(
+            params.snapshot, params.dest, cache, params.variant_colors, params.image_format, params.size
+        )
+    return published
 
 
 @flow(name="render-shards")
@@ -161,7 +169,8 @@ def nightly(params: NightlyParams) -> dict:
 
     render = RenderParams(
         snapshot=snapshot, dest=params.dest, workdir=params.workdir, only_missing=params.only_missing,
-        task_runner=params.task_runner, shards=params.shards,
+        task_runner=params.task_runner, shards=params.shards, photo_variants=params.photo_variants,
+        variant_colors=params.variant_colors,
     )  # fmt: skip
     published = render_flow(render)
     registry = registry_report(params.dest)

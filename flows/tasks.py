@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.artifacts import create_image_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import INPUTS
 from prefect.tasks import exponential_backoff
 
@@ -32,11 +32,13 @@ from productgen.registry import (
 )
 from productgen.render import RenderConfig, RenderPipeline
 from productgen.report import write_report
+from productgen.runs import load_generator
 from productgen.shards import Shard
 from productgen.snapshot import Snapshot
 from productgen.storage import S3Settings, StorageError, open_store
 from productgen.text import DEFAULT_MODEL, EncodeConfig, encode_snapshot
 from productgen.train import train, train_config
+from productgen.variants import VariantMaker, parse_colours, publish_variants
 
 
 def _transient(task, task_run, state) -> bool:
@@ -214,6 +216,30 @@ def publish_images(
     summary = publish(Path(snapshot), pipeline, store, config, on_progress=on_progress)
     update_progress_artifact(progress, 100.0)
     return summary.to_json()
+
+
+@task(**IO_RETRIES)  # safe to retry: variants are published exactly once too
+def publish_photo_variants(
+    snapshot: str,
+    dest: str,
+    model_cache: str,
+    colours: str,
+    image_format: str = "png",
+    size: int | None = None,
+) -> dict:
+    """Colour variants of the rows' photos with the promoted model; the run's contact sheet as an artifact."""
+    store = open_store(dest, s3())
+    maker = VariantMaker(load_generator(fetch_model(store, Path(model_cache))))
+    config = PublishConfig(render=RenderConfig(image_format=image_format, size=size))
+    summary = publish_variants(Path(snapshot), maker, store, config, colours=parse_colours(colours))
+    if summary.sheet:
+        create_image_artifact(summary.sheet, key="variants-sheet", description="photo | its colour variants")
+    if len(summary.rejects):
+        get_run_logger().warning(
+            f"{len(summary.rejects):,} rows or colours left out of the variants, e.g. "
+            f"{summary.rejects['sku'].iloc[0]}: {summary.rejects['reason'].iloc[0]}"
+        )
+    return {**summary.to_json(), "rejects": summary.rejects.head(20).to_dict("records")}
 
 
 @task(**IO_RETRIES)

@@ -388,7 +388,8 @@ def variants_cmd(
     image_format: Annotated[str, typer.Option("--format", help="png or webp.")] = "png",
     size: Annotated[int | None, typer.Option(help="Output size in pixels; default: the model's.")] = None,
     sheet: Annotated[
-        Path | None, typer.Option(help="Write a contact sheet here: each photo, then its variants.")
+        Path | None,
+        typer.Option(help="Also write the run's contact sheet here (each photo, then its variants)."),
     ] = None,
     rejects: Annotated[Path | None, typer.Option(help="Write the rows left out here (CSV).")] = None,
     create_bucket: Annotated[bool, typer.Option(help="Create the S3 bucket if it is missing.")] = False,
@@ -402,7 +403,7 @@ def variants_cmd(
     from productgen.runs import load_generator
     from productgen.snapshot import escape_formula
     from productgen.storage import open_store
-    from productgen.variants import VariantMaker, parse_colours, publish_variants, variant_sheet
+    from productgen.variants import VariantMaker, parse_colours, publish_variants
 
     colours = parse_colours(colors)
     config = PublishConfig(render=RenderConfig(image_format=image_format, size=size), upload_workers=workers)
@@ -419,10 +420,10 @@ def variants_cmd(
             where = f"; all in {rejects}" if rejects else "; --rejects FILE writes them all"
             example = f"{first['sku']}: {first['reason']}"
             typer.echo(f"  left out {len(summary.rejects):,} (row, colour): e.g. {example}{where}")
-    if sheet is not None:
-        variant_sheet(snapshot, maker, colours, sheet)
+    if sheet is not None and summary.sheet_png is not None:
+        sheet.write_bytes(summary.sheet_png)
         if not as_json:
-            typer.echo(f"  sheet: {sheet}")
+            typer.echo(f"  sheet written to {sheet}")
 
 
 dev_app = typer.Typer(help="Local development services.", no_args_is_help=True)

@@ -11,6 +11,9 @@ StyleGAN2's lazy regularisation) can be added to any of them, as can a diversity
 2019, MSGAN; in the bounded form of Yang et al. 2019, DSGAN): two noise draws for one condition
 are rewarded for images that differ, up to a cap, against collapse onto one image per condition.
 VAE: a conditional VAE (Sohn et al. 2015) whose decoder is the same conditional generator.
+Cycle: the colour translator (productgen.models.translator), CycleGAN-style: a projection
+discriminator on (image, the colour it shows) with an auxiliary colour head, cycle consistency
+back to the photo's own colour and identity for a colour it already has.
 VAE-GAN: Larsen et al. 2016, "Autoencoding beyond pixels": the same encoder and decoder, and a
 discriminator that judges both reconstructions and prior samples; the decoder also matches the
 real photo in the discriminator's feature space, which rewards texture a pixel loss averages out.
@@ -28,7 +31,7 @@ from torch import nn
 from productgen.models.augment import diff_augment
 from productgen.models.networks import Discriminator, Generator, VAEEncoder
 
-__all__ = ["ADVERSARIAL", "Batch", "GANLoss", "LossWeights", "VAEGANLoss", "VAELoss"]
+__all__ = ["ADVERSARIAL", "Batch", "CycleLoss", "GANLoss", "LossWeights", "VAEGANLoss", "VAELoss"]
 
 
 @dataclass
@@ -305,6 +308,62 @@ class VAEGANLoss:
 
     def networks(self) -> dict[str, nn.Module]:
         return {"G": self.G, "E": self.E, "D": self.D}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"opt_g": self.opt_g, "opt_d": self.opt_d}
+
+
+class CycleLoss:
+    """One step = one discriminator update on real photos vs translations, then one translator
+    update on the adversarial term, the colour head, cycle consistency and identity.
+
+    The batch's conditions are each photo's own colour (sRGB in [-1, 1]) and its labels the
+    colour classes; targets are drawn from the batch's own colours, shuffled.
+    """
+
+    def __init__(
+        self,
+        translator: nn.Module,
+        discriminator: Discriminator,
+        opt_g: torch.optim.Optimizer,
+        opt_d: torch.optim.Optimizer,
+        *,
+        cycle: float = 10.0,
+        identity: float = 5.0,
+        aux: float = 1.0,
+    ) -> None:
+        self.T, self.D, self.opt_g, self.opt_d = translator, discriminator, opt_g, opt_d
+        self.cycle, self.identity, self.aux = cycle, identity, aux
+
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        x, own, colour = batch.images, batch.conditions, batch.labels["color"]
+        order = torch.randperm(len(x), device=x.device)
+        target, target_colour = own[order], colour[order]
+        fake = self.T(x, target)
+
+        self.opt_d.zero_grad(set_to_none=True)
+        real_score, real_logits = self.D(x, own)
+        fake_score, _ = self.D(fake.detach(), target)
+        d_loss = d_adversarial("hinge", real_score, fake_score) + self.aux * _aux_loss(
+            real_logits, {"color": colour}
+        )
+        d_loss.backward()
+        self.opt_d.step()
+
+        self.opt_g.zero_grad(set_to_none=True)
+        fake_score, fake_logits = self.D(fake, target)
+        adv = g_adversarial("hinge", fake_score)
+        cls = _aux_loss(fake_logits, {"color": target_colour})
+        cyc = F.l1_loss(self.T(fake, own), x)
+        idt = F.l1_loss(self.T(x, own), x)
+        g_loss = adv + self.aux * cls + self.cycle * cyc + self.identity * idt
+        g_loss.backward()
+        self.opt_g.step()
+        losses = {"d": d_loss, "g": g_loss, "cycle": cyc, "identity": idt, "colour": cls}
+        return {k: v.detach() for k, v in losses.items()}
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"T": self.T, "D": self.D}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"opt_g": self.opt_g, "opt_d": self.opt_d}

@@ -41,10 +41,11 @@ from PIL import Image
 
 from productgen.colors import field_colour, rgb_to_lab
 from productgen.dataset import DECODE_ERRORS, MAX_PHOTO_PIXELS, decode_photo, photo_path
+from productgen.manifest import RUNS
 from productgen.publish import PublishConfig, PublishProgress, PublishSummary, publish_plan, rendered_from
 from productgen.render import GENERATE_ROWS, RenderPipeline, same_kernels
 from productgen.runs import TrainedGenerator
-from productgen.sheets import labelled_grid, save_png, to_uint8
+from productgen.sheets import labelled_grid, to_uint8
 from productgen.snapshot import Snapshot
 from productgen.storage import ObjectStore
 
@@ -54,7 +55,6 @@ __all__ = [
     "VariantMaker",
     "parse_colours",
     "publish_variants",
-    "variant_sheet",
 ]
 
 VARIANT_COLUMN = "variant_colors"  # a catalog column: "navy;olive;burgundy"
@@ -307,8 +307,38 @@ _PLAN_COLUMNS = (
 )  # fmt: skip
 
 
+@dataclass
+class _Sheet:
+    """The first `rows` photos a run made variants of, each with its variants: the run's contact sheet."""
+
+    rows: int = 8
+    photos: dict[int, tuple[str, np.ndarray]] = field(default_factory=dict)  # row -> (sku, photo)
+    variants: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # row -> colour -> image
+
+    def add(self, item: dict, photo: np.ndarray, variant: np.ndarray) -> None:
+        if item["row"] in self.photos or len(self.photos) < self.rows:
+            self.photos.setdefault(item["row"], (item["sku"], photo))
+            self.variants.setdefault(item["row"], {})[item["colour"].slug] = variant
+
+    def png(self, title: str) -> bytes | None:
+        if not self.photos:
+            return None
+        width = 1 + max(len(v) for v in self.variants.values())
+        cells: list[np.ndarray | None] = []
+        labels: list[str] = []
+        for row, (sku, photo) in self.photos.items():
+            made = self.variants[row]
+            padding = width - 1 - len(made)
+            cells += [photo, *made.values(), *[None] * padding]
+            labels += [f"{sku} (photo)", *made, *[""] * padding]
+        buffer = io.BytesIO()
+        scale = max(1, 96 // len(next(iter(self.photos.values()))[1]))  # cells of about 96 pixels
+        labelled_grid(cells, labels, width, scale=scale, title=title).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
 def _make(
-    snapshot: Path, maker: VariantMaker, size: int, rejects: VariantRejects, batch: int = 256
+    snapshot: Path, maker: VariantMaker, size: int, rejects: VariantRejects, sheet: _Sheet, batch: int = 256
 ) -> Callable[[pd.DataFrame], Iterator[tuple[list[dict], np.ndarray]]]:
     """The producer for publish_plan: variants of the todo rows, a batch at a time."""
     root, plain_dirs = Snapshot(snapshot).image_root(), set()
@@ -335,6 +365,8 @@ def _make(
                 rows = where[start - lo : start - lo + len(items)][keep]
                 kept = [items[j] for j in keep]
                 made = maker(np.stack(photos), conditions[rows], [item["colour"].rgb for item in kept])
+                for item, photo, variant in zip(kept, photos, made, strict=True):
+                    sheet.add(item, photo, variant)
                 yield kept, made
 
     return produce
@@ -355,9 +387,11 @@ def _decode(root: Path, item: dict, size: int, plain_dirs: set[Path]) -> np.ndar
 class VariantSummary:
     publish: PublishSummary
     rejects: pd.DataFrame  # sku, image, reason
+    sheet: str | None = None  # the run's contact sheet in the store (a URL); None when nothing was made
+    sheet_png: bytes | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {**self.publish.to_json(), "rejected": len(self.rejects)}
+        return {**self.publish.to_json(), "rejected": len(self.rejects), "sheet": self.sheet}
 
 
 def publish_variants(
@@ -368,10 +402,13 @@ def publish_variants(
     *,
     colours: Sequence[TargetColour] = (),
     on_progress: Callable[[PublishProgress], None] | None = None,
+    sheet_rows: int = 8,
 ) -> VariantSummary:
     """Make and publish every requested variant not yet published; rows left out come back with why.
 
-    colours: for every row with a photo and no `variant_colors` of its own.
+    colours: for every row with a photo and no `variant_colors` of its own. The run's contact
+    sheet (its first `sheet_rows` photos, each followed by its variants) is stored beside the
+    run's manifest: manifests/runs/<run_id>/variants-sheet.png.
     """
     started, config = time.perf_counter(), config or PublishConfig()
     snap = maker.pipeline.check_snapshot(snapshot)
@@ -381,34 +418,15 @@ def publish_variants(
         raise ValueError(
             f"{snapshot}: no variants asked; give colours (--colors navy,olive) or a {VARIANT_COLUMN} column"
         )
-    produce = _make(snapshot, maker, size, rejects, config.render.batch_size)
+    sheet = _Sheet(sheet_rows)
+    produce = _make(snapshot, maker, size, rejects, sheet, config.render.batch_size)
     summary = publish_plan(
         plan, produce, store, config, version=maker.version, started=started, on_progress=on_progress
     )
-    return VariantSummary(summary, rejects.frame())
-
-
-def variant_sheet(
-    snapshot: Path, maker: VariantMaker, colours: Sequence[TargetColour], out: Path, *, rows: int = 8
-) -> Path:
-    """A contact sheet: each of the first `rows` photos, then its variant in each colour."""
-    snap = maker.pipeline.check_snapshot(snapshot)
-    plan, _ = _plan_variants(snap, maker, list(colours), maker.image_size, "png")
-    picked = plan[plan["row"].isin(plan["row"].drop_duplicates().head(rows))]
-    rejects = VariantRejects()
-    made = [(items, pixels) for items, pixels in _make(snapshot, maker, maker.image_size, rejects)(picked)]
-    by_row: dict[int, dict[str, np.ndarray]] = {}
-    for items, pixels in made:
-        for item, image in zip(items, pixels, strict=True):
-            by_row.setdefault(item["row"], {})[item["colour"].slug] = image
-    root, plain_dirs = snap.image_root(), set()
-    cells, labels, width = [], [], 1 + max((len(v) for v in by_row.values()), default=0)
-    for row, variants in by_row.items():
-        first = picked[picked["row"] == row].iloc[0].to_dict()
-        source = _decode(root, first, maker.image_size, plain_dirs)
-        blank = np.full((maker.image_size, maker.image_size, 3), 255, np.uint8)
-        cells += [source if isinstance(source, np.ndarray) else blank, *variants.values()]
-        cells += [blank] * (width - 1 - len(variants))
-        labels += [f"{first['sku']} (photo)", *variants, *[""] * (width - 1 - len(variants))]
-    save_png(labelled_grid(cells, labels, width, title=f"colour variants (model {maker.version})"), out)
-    return out
+    png = sheet.png(f"colour variants, run {summary.run_id} (model {maker.version})")
+    url = None
+    if png is not None:
+        key = f"{RUNS}{summary.run_id}/variants-sheet.png"
+        store.put(key, png, content_type="image/png")
+        url = store.url(key)
+    return VariantSummary(summary, rejects.frame(), url, png)

@@ -87,6 +87,15 @@ def test_nightly_publishes_then_is_incremental(
     states = _latest_task_states()
     assert states["ingest_catalog"] == "Cached" and states["encode_descriptions"] == "Cached"
 
+    # the same catalog with photo variants asked: each row's photo in navy, beside its render
+    with_variants = params.model_copy(update={"photo_variants": True, "variant_colors": "navy"})
+    third = nightly(with_variants, return_state=True).result()
+    variants = third["published"]["photo_variants"]
+    assert (variants["published"], variants["rejected"], third["published"]["published"]) == (700, 0, 0)
+    assert store.head(f"{version}/{manifest['sku'].iloc[0]}-navy.png") is not None
+    sheet = _artifacts("variants-sheet")["variants-sheet"]
+    assert sheet.type == "image" and "variants-sheet.png" in sheet.data
+
 
 def test_nothing_is_published_when_the_gate_refuses(
     harness, small_demo, s3_env: S3Settings, tmp_path: Path

@@ -25,7 +25,7 @@ from productgen.runs import load_generator
 from productgen.snapshot import Snapshot
 from productgen.storage import open_store
 from productgen.text import EncodeConfig, encode_snapshot
-from productgen.variants import TargetColour, VariantMaker, parse_colours, publish_variants, variant_sheet
+from productgen.variants import TargetColour, VariantMaker, parse_colours, publish_variants
 
 from .conftest import train_tiny
 
@@ -142,9 +142,11 @@ def test_variants_publish_once_and_again_only_when_the_photo_changes(
     third = publish_variants(tmp_path / "snap", maker, store, colours=colours)
     assert third.publish.published == 2 and third.publish.unchanged == 22
 
-    # the contact sheet: each photo, then its variants
-    sheet = variant_sheet(tmp_path / "snap", maker, colours, tmp_path / "sheet.png", rows=3)
-    assert Image.open(sheet).width > 3 * 96
+    # each run that made variants stores its contact sheet: each photo, then its variants
+    assert first.sheet and second.sheet is None and third.sheet
+    sheet = Image.open(io.BytesIO(first.sheet_png))
+    assert sheet.width > 3 * 96 and sheet.height > 8 * 96  # 3 columns (photo, navy, olive), 8 rows
+    assert store.get(f"manifests/runs/{third.publish.run_id}/variants-sheet.png") == third.sheet_png
 
 
 def test_a_model_without_an_encoder_says_what_to_train(tiny_run: Path) -> None:
