@@ -36,7 +36,7 @@ __all__ = ["MANIFEST_COLUMNS", "ManifestWriter", "new_run_id", "published_index"
 
 MANIFEST_COLUMNS = {
     "sku": pa.string(),
-    "variant": pa.int32(),
+    "variant": pa.int32(),  # K for a render's K-th image; -1 for a colour variant of the row's photo
     "key": pa.string(),
     "sha256": pa.string(),
     "bytes": pa.int64(),

@@ -423,7 +423,7 @@ def publish_variants(
     summary = publish_plan(
         plan, produce, store, config, version=maker.version, started=started, on_progress=on_progress
     )
-    png = sheet.png(f"colour variants, run {summary.run_id} (model {maker.version})")
+    png = sheet.png(f"colour variants (model {maker.version})")
     url = None
     if png is not None:
         key = f"{RUNS}{summary.run_id}/variants-sheet.png"

@@ -76,13 +76,13 @@ def test_a_variant_keeps_the_item_and_takes_the_colour(tiny_snapshot: Path, vari
 
 
 def _catalog(tiny_snapshot: Path, root: Path) -> Path:
-    """12 demo rows with their photos copied, a variant_colors column, and four bad photos."""
-    rows = Snapshot(tiny_snapshot).read_rows().head(16).copy()
+    """12 demo rows with their photos copied, a variant_colors column, and five bad photos."""
+    rows = Snapshot(tiny_snapshot).read_rows().head(17).copy()
     source = Snapshot(tiny_snapshot).image_root()
     (root / "images").mkdir(parents=True)
     for image in rows["image"]:
         shutil.copy(source / image, root / image)
-    rows["variant_colors"] = [None] * 16
+    rows["variant_colors"] = [None] * 17
     rows.loc[1, "variant_colors"] = "burgundy; #336699"  # its own colours instead of --colors
     rows.loc[12, "image"] = "images/missing.png"
     (root / "images" / "not-an-image.png").write_text("<html>hello</html>")
@@ -92,6 +92,9 @@ def _catalog(tiny_snapshot: Path, root: Path) -> Path:
     rows.loc[14, "image"] = "images/huge.png"
     os.symlink("/etc/passwd", root / "images" / "link.png")
     rows.loc[15, "image"] = "images/link.png"
+    whole = (root / rows.loc[16, "image"]).read_bytes()
+    (root / "images" / "truncated.png").write_bytes(whole[: len(whole) // 2])  # its header reads
+    rows.loc[16, "image"] = "images/truncated.png"
     columns = ["sku", "title", "brand", "color", "size", "category", "image", "variant_colors"]
     rows[columns].to_csv(root / "catalog.csv", index=False)
     return root / "catalog.csv"
@@ -110,10 +113,11 @@ def test_variants_publish_once_and_again_only_when_the_photo_changes(
     first = publish_variants(tmp_path / "snap", maker, store, colours=colours)
     rejects = dict(zip(first.rejects["sku"], first.rejects["reason"], strict=True))
     rows = Snapshot(tmp_path / "snap").read_rows()
-    bad = rows["sku"].iloc[12:16].tolist()
+    bad = rows["sku"].iloc[12:17].tolist()
     assert set(rejects) == set(bad)
     assert "not found" in rejects[bad[0]] and "not an image" in rejects[bad[1]]
     assert "bytes; at most" in rejects[bad[2]] and "symbolic link" in rejects[bad[3]]
+    assert "does not decode" in rejects[bad[4]]
     # 11 rows x navy, olive; one row x its own two
     assert first.publish.published == first.publish.images == 24
     latest = read_latest(store)
@@ -170,8 +174,8 @@ def test_cli_publishes_variants_with_a_sheet_and_rejects(
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "published variants to" in done.stdout and "left out 4" in done.stdout
-    assert (tmp_path / "s.png").is_file() and len(pd.read_csv(tmp_path / "r.csv")) == 4
+    assert "published variants to" in done.stdout and "left out 5" in done.stdout  # 4 rows, 1 truncated photo
+    assert (tmp_path / "s.png").is_file() and len(pd.read_csv(tmp_path / "r.csv")) == 5
     wrong = subprocess.run([*base, "--colors", "navy,blorple", "--json"], capture_output=True, text=True)
     assert wrong.returncode != 0 and wrong.stderr.strip().count("\n") == 0
     assert "'blorple' is not a colour" in wrong.stderr
