@@ -13,8 +13,10 @@ The judge is trained on the train split's photos only; the variant maker never s
 With --cycle-minutes M, an unpaired colour translator (productgen.models.translator) is first
 trained CycleGAN-style for M minutes on the train split's photos and measured the same way.
 
+With --restyle "in denim;with a knit texture", how much those words change the decoder's item.
+
     .venv/bin/python benchmarks/variants.py --snapshot SNAP --run RUN [--photos 2000]
-        [--cycle-minutes 10] [--sheet out.png]
+        [--cycle-minutes 10] [--restyle WORDS] [--sheet out.png]
 """
 
 from __future__ import annotations
@@ -83,6 +85,47 @@ class _Translate:
         return np.concatenate(out)
 
 
+def restyle_effect(
+    trained, pixels: np.ndarray, rows: pd.DataFrame, conditions: np.ndarray, words: str
+) -> None:
+    """How much restyling words change the decoder's item, against a change of colour.
+
+    The decoder redraws each photo's latent with its description, then with `words` added to it
+    (its colour unchanged); the mean change per pixel (0-255 levels) is set beside the change
+    the same decoder makes for red instead of blue. A restyle the model can do changes the item
+    about as much as a colour does; one it cannot leaves it as it was.
+    """
+    from productgen.text import EncodeConfig, TextEncoder, description_text
+
+    encoder = TextEncoder(EncodeConfig(model=trained.text_model))
+    maker, span = VariantMaker(trained, "decoder"), trained.conditioning.span("description")
+    own = [tuple(int(v) for v in trained.vocabulary.color_rgb[trained.vocabulary.colors.index(c)])
+           for c in rows["color"]]  # fmt: skip
+    plain_text = [
+        description_text(t, None, None, c) for t, c in zip(rows["title"], rows["category"], strict=True)
+    ]
+    plain = conditions.copy()
+    plain[:, span] = encoder.encode(plain_text)
+    base = maker(pixels, plain, own).astype(np.float32)
+    red, blue = (
+        maker(pixels, plain, [rgb] * len(pixels)).astype(np.float32)
+        for rgb in ((200, 30, 30), (40, 110, 230))
+    )
+    print(
+        f"restyle on {len(rows):,} photos: red instead of blue changes the decoder's item by "
+        f"{np.abs(red - blue).mean():.1f} levels"
+    )
+    for phrase in (w.strip() for w in words.split(";") if w.strip()):
+        styled = conditions.copy()
+        texts = [
+            description_text(f"{t} {phrase}", None, None, c)
+            for t, c in zip(rows["title"], rows["category"], strict=True)
+        ]
+        styled[:, span] = encoder.encode(texts)
+        change = np.abs(maker(pixels, styled, own).astype(np.float32) - base).mean()
+        print(f"  + {phrase!r}: {change:.1f} levels")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--snapshot", type=Path, required=True)
@@ -90,6 +133,9 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=2000)
     parser.add_argument("--judge-epochs", type=int, default=4)
     parser.add_argument("--cycle-minutes", type=float, default=0.0)
+    parser.add_argument(
+        "--restyle", default="", help="'in denim;with a knit texture': measure restyling words"
+    )
     parser.add_argument("--sheet", type=Path, default=None, help="contact sheet of the first method")
     args = parser.parse_args()
 
@@ -109,6 +155,8 @@ def main() -> None:
     print(f"{len(rows):,} holdout photos; the judge reads their category {on_photo:.3f} on the photo itself")
     print("| method | variants | colour | category (ratio) | silhouette IoU | shading SSIM | variants/s |")
     print("|---|---|---|---|---|---|---|")
+    if args.restyle:
+        restyle_effect(trained, pixels[:500], rows.head(500), conditions[:500], args.restyle)
     makers = {method: VariantMaker(trained, method) for method in METHODS}
     if args.cycle_minutes:
         translator, steps = train_translator(args.snapshot, size, args.cycle_minutes)

@@ -90,15 +90,14 @@ class TargetColour:
 def parse_colours(text: str | Sequence[str] | None) -> list[TargetColour]:
     """'navy; olive,burgundy' (or a list of names) -> the colours, first of each name kept."""
     names = _SEPARATORS.split(text) if isinstance(text, str) else list(text or [])
-    names = [n.strip() for n in names if n and n.strip()]
+    names = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
+    if len(names) > MAX_COLOURS:  # before any is looked up: a field may hold thousands
+        raise ValueError(f"{len(names)} colours asked; at most {MAX_COLOURS} per row")
     unique: dict[str, TargetColour] = {}
     for name in names:
         colour = TargetColour.parse(name)
         unique.setdefault(colour.slug, colour)
-    colours = list(unique.values())
-    if len(colours) > MAX_COLOURS:
-        raise ValueError(f"{len(colours)} colours asked; at most {MAX_COLOURS} per row")
-    return colours
+    return list(unique.values())
 
 
 class VariantMaker:
