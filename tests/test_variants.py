@@ -100,12 +100,17 @@ def _catalog(tiny_snapshot: Path, root: Path) -> Path:
     return root / "catalog.csv"
 
 
+def _variant_snapshot(tiny_snapshot: Path, text_encoder, tmp_path: Path) -> Path:
+    """The catalog above, ingested and encoded into tmp_path/snap."""
+    ingest(_catalog(tiny_snapshot, tmp_path / "cat"), tmp_path / "snap")
+    encode_snapshot(tmp_path / "snap", tmp_path / "cache", EncodeConfig(), encoder=text_encoder)
+    return tmp_path / "snap"
+
+
 def test_variants_publish_once_and_again_only_when_the_photo_changes(
     tiny_snapshot: Path, tiny_run: Path, text_encoder, tmp_path: Path
 ) -> None:
-    catalog = _catalog(tiny_snapshot, tmp_path / "cat")
-    ingest(catalog, tmp_path / "snap")
-    encode_snapshot(tmp_path / "snap", tmp_path / "cache", EncodeConfig(), encoder=text_encoder)
+    _variant_snapshot(tiny_snapshot, text_encoder, tmp_path)
     maker = VariantMaker(load_generator(tiny_run))
     store = open_store(str(tmp_path / "store"))
     colours = parse_colours("navy,olive")
@@ -164,9 +169,7 @@ def test_a_model_without_an_encoder_says_what_to_train(tiny_run: Path) -> None:
 def test_cli_publishes_variants_with_a_sheet_and_rejects(
     tiny_snapshot: Path, tiny_run: Path, text_encoder, tmp_path: Path
 ) -> None:
-    catalog = _catalog(tiny_snapshot, tmp_path / "cat")
-    ingest(catalog, tmp_path / "snap")
-    encode_snapshot(tmp_path / "snap", tmp_path / "cache", EncodeConfig(), encoder=text_encoder)
+    _variant_snapshot(tiny_snapshot, text_encoder, tmp_path)
     command = [sys.executable, "-m", "productgen", "variants", str(tmp_path / "snap")]
     base = [*command, "--dest", str(tmp_path / "store"), "--model", str(tiny_run)]
     done = subprocess.run(
