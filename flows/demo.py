@@ -32,7 +32,8 @@ def main() -> None:
     )
     parser.add_argument("--build", type=Path, default=Path("build"))
     parser.add_argument("--minutes", type=float, default=10.0, help="training time budget")
-    parser.add_argument("--judge-epochs", type=int, default=4, help="epochs of the evaluation judge")
+    parser.add_argument("--judge-epochs", type=int, default=3, help="epochs of the evaluation judge")
+    parser.add_argument("--evaluation", default="quick", help="quick (2,000 holdout rows) or full")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--dest", default="s3://productgen-demo/catalog")
     args = parser.parse_args()
@@ -51,6 +52,7 @@ def main() -> None:
         workdir=str(args.build / "pipeline"),
         max_minutes=args.minutes,
         judge_epochs=args.judge_epochs,
+        evaluation=args.evaluation,
     )
     result = nightly(params)
 

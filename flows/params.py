@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.runners import TASK_RUNNER_PATTERN
+from productgen.evaluate import EVALUATIONS
 from productgen.registry import RETRAIN_MODES
 from productgen.render import FORMATS
 from productgen.shards import MAX_SHARDS
@@ -16,6 +17,7 @@ from productgen.train import PRESETS
 Preset = Literal[tuple(PRESETS)]
 RetrainMode = Literal[RETRAIN_MODES]
 ImageFormat = Literal[tuple(FORMATS)]
+Evaluation = Literal[tuple(EVALUATIONS)]
 _RUNNER = "Where encode and render shards run: none, local, local:N (Dask workers) or tcp://scheduler:8786"
 _PHOTO_VARIANTS = (
     "Also publish colour variants of rows with a photo as {model}/{sku}-{colour}.png (cvae, vaegan)"
@@ -39,6 +41,9 @@ class NightlyParams(BaseModel):
     max_minutes: float = Field(10.0, gt=0, le=24 * 60, description="Training time budget")
     only_missing: bool = Field(False, description="Render only SKUs without a catalog image")
     judge_epochs: int = Field(12, ge=1, le=100, description="Epochs of the evaluation judge (cached)")
+    evaluation: Evaluation = Field(
+        "full", description="full: every holdout row; quick: 2,000 of them (stratified) and a narrower judge"
+    )
     force_promote: bool = Field(False, description="Promote even if the quality gate refuses (logged)")
     gate_minimum: dict[str, float] = Field(
         default_factory=dict, description='Absolute floors for the gate, e.g. {"color_accuracy": 0.95}'

@@ -89,9 +89,10 @@ def evaluate_promote_flow(
     judge_epochs: int = 12,
     force: bool = False,
     gate_minimum: dict[str, float] | None = None,
+    evaluation: str = "full",
 ) -> dict:
     """Measure a run and promote it if it is at least as good as the current model."""
-    metrics = evaluate_model(run_dir, snapshot, judge_epochs)
+    metrics = evaluate_model(run_dir, snapshot, judge_epochs, evaluation)
     decision = promote_model(run_dir, dest, force, gate_minimum)
     create_markdown_artifact(
         markdown_report(metrics), key="evaluation", description=f"Evaluation of {run_dir}"
@@ -158,8 +159,9 @@ def nightly(params: NightlyParams) -> dict:
             snapshot, params.workdir, params.preset, params.max_minutes, params.train_processes
         )
         promotion = evaluate_promote_flow(
-            run_dir, snapshot, params.dest, params.judge_epochs, params.force_promote, params.gate_minimum
-        )
+            run_dir, snapshot, params.dest, params.judge_epochs, params.force_promote, params.gate_minimum,
+            params.evaluation,
+        )  # fmt: skip
         if not promotion["promoted"]:
             logger.warning(f"the gate refused model {promotion['version']}: nothing is published")
             _summary_artifact(params, ingested, encoded, reason, promotion, None, None)

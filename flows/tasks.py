@@ -7,6 +7,7 @@ an unchanged catalog shows them as Cached and does no work.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -20,7 +21,7 @@ from prefect.tasks import exponential_backoff
 
 from productgen import distributed
 from productgen.catalog.ingest import ingest_source, source_fingerprint
-from productgen.evaluate import EvalConfig, evaluate_run
+from productgen.evaluate import EVALUATIONS, evaluate_run
 from productgen.publish import PublishConfig, PublishSummary, finish_publish, publish
 from productgen.registry import (
     GateConfig,
@@ -132,12 +133,11 @@ def train_model(snapshot: str, run_dir: str, preset: str, max_minutes: float, pr
 
 
 @task
-def evaluate_model(run_dir: str, snapshot: str, judge_epochs: int) -> dict:
+def evaluate_model(run_dir: str, snapshot: str, judge_epochs: int, evaluation: str = "full") -> dict:
     """eval.json, eval.md and the contact sheet in the run folder; returns the metrics."""
     logger = get_run_logger()
-    evaluation = evaluate_run(
-        Path(run_dir), Path(snapshot), EvalConfig(judge_epochs=judge_epochs), on_progress=logger.info
-    )
+    config = dataclasses.replace(EVALUATIONS[evaluation], judge_epochs=judge_epochs)
+    evaluation = evaluate_run(Path(run_dir), Path(snapshot), config, on_progress=logger.info)
     write_report(evaluation, Path(run_dir))
     return evaluation.metrics
 

@@ -478,15 +478,22 @@ def dev_s3_cmd(
 def evaluate_cmd(
     run: Annotated[Path, typer.Argument(help="Run folder written by `productgen train`.")],
     snapshot: Annotated[Path, typer.Argument(help="Snapshot with the real photos (train + holdout).")],
-    holdout_rows: Annotated[int | None, typer.Option(help="Render at most this many holdout rows.")] = None,
+    holdout_rows: Annotated[
+        int | None, typer.Option(help="Render a sample of this many holdout rows (stratified).")
+    ] = None,
     judge_epochs: Annotated[int, typer.Option(help="Epochs for the judge (cached per snapshot).")] = 12,
+    quick: Annotated[
+        bool, typer.Option(help="The demo's evaluation: 2,000 holdout rows, a narrower judge (< 2 min).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the gate numbers as one JSON line.")] = False,
 ) -> None:
     """Measure how well renders match their descriptions; write eval.json, eval.md, contact sheet."""
-    from productgen.evaluate import EvalConfig, evaluate_run
+    from productgen.evaluate import EVALUATIONS, evaluate_run
     from productgen.report import write_report
 
-    config = EvalConfig(judge_epochs=judge_epochs, holdout_rows=holdout_rows)
+    config = dataclasses.replace(EVALUATIONS["quick" if quick else "full"], judge_epochs=judge_epochs)
+    if holdout_rows is not None:
+        config = dataclasses.replace(config, holdout_rows=holdout_rows)
     evaluation = evaluate_run(
         run, snapshot, config, on_progress=lambda line: typer.echo(f"  {line}", err=True)
     )

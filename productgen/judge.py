@@ -103,6 +103,7 @@ def train_judge(
     seed: int = 0,
     classes: dict[str, list[str]] | None = None,
     on_epoch: Callable[[int, int], None] | None = None,
+    width: int = 32,
 ) -> Judge:
     """Train the judge on `train`'s images (real photos, or renders for CAS); measure it on `holdout`.
 
@@ -113,7 +114,7 @@ def train_judge(
         classes = {"category": train.vocabulary.categories, "color": train.vocabulary.colors}
         classes = {k: v for k, v in classes.items() if k in train.labels and len(v) > 1}
     train_labels = relabel(train, classes)
-    net = JudgeNet({k: len(v) for k, v in classes.items()})
+    net = JudgeNet({k: len(v) for k, v in classes.items()}, width=width)
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     steps = epochs * ((len(train) + batch_size - 1) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
@@ -147,17 +148,23 @@ def relabel(data: TrainingSet, classes: dict[str, list[str]]) -> dict[str, torch
 
 
 def load_or_train_judge(
-    snapshot: Path, image_size: int, *, epochs: int = 4, on_progress: Callable[[str], None] | None = None
+    snapshot: Path,
+    image_size: int,
+    *,
+    epochs: int = 4,
+    width: int = 32,
+    on_progress: Callable[[str], None] | None = None,
 ) -> Judge:
     """The judge for this snapshot's photos, cached per data fingerprint (photos loaded on a miss only).
 
     on_progress: called with a line per epoch while a judge is trained (minutes on a CPU).
     """
     fingerprint = training_fingerprint(snapshot, image_size)
-    path = Snapshot(snapshot).cache_file(f"judge-{image_size}px-{fingerprint}-e{epochs}.safetensors")
+    narrow = f"-w{width}" if width != 32 else ""  # the 32-wide judges cached before keep their names
+    path = Snapshot(snapshot).cache_file(f"judge-{image_size}px-{fingerprint}-e{epochs}{narrow}.safetensors")
     if path.is_file():
         tensors, meta = load_checkpoint(path)
-        net = JudgeNet({k: len(v) for k, v in meta["classes"].items()})
+        net = JudgeNet({k: len(v) for k, v in meta["classes"].items()}, width=width)
         net.load_state_dict(tensors)
         return Judge(net.eval(), meta["classes"], meta["real_accuracy"])
     train = load_training_set(snapshot, image_size, None, exclude_split="holdout")
@@ -165,8 +172,9 @@ def load_or_train_judge(
     say = on_progress or (lambda line: None)
     say(f"training the judge on {len(train):,} real photos, {epochs} epochs (cached afterwards)")
     judge = train_judge(
-        train, holdout, epochs=epochs, on_epoch=lambda done, total: say(f"judge epoch {done}/{total} done")
-    )
+        train, holdout, epochs=epochs, width=width,
+        on_epoch=lambda done, total: say(f"judge epoch {done}/{total} done"),
+    )  # fmt: skip
     meta = {
         "classes": judge.classes,
         "real_accuracy": judge.real_accuracy,

@@ -22,6 +22,16 @@ from productgen.sheets import labelled_grid, save_png
 __all__ = ["NightlyOutcome", "markdown_report", "nightly_summary", "write_report"]
 
 
+def _sampled(rows: int, population: int | None) -> str:
+    if population and population > rows:
+        return f" (a sample stratified by category and colour, of {population:,})."
+    return "."
+
+
+def _interval(bounds: list[float] | None) -> str:
+    return f" ({100 * bounds[0]:.1f}-{100 * bounds[1]:.1f})" if bounds else ""
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
@@ -37,7 +47,8 @@ def markdown_report(metrics: dict, contact_sheet: str | None = None) -> str:
         f"# Evaluation of model {metrics['model_version']}",
         "",
         f"Run `{metrics['run']}` ({metrics['family']}, conditioning: {', '.join(metrics['conditioning'])}),"
-        f" snapshot `{metrics['snapshot']}`, {holdout['rows']:,} holdout descriptions rendered.",
+        f" snapshot `{metrics['snapshot']}`, {holdout['rows']:,} holdout descriptions rendered"
+        + _sampled(holdout["rows"], metrics.get("holdout_population")),
         "",
         "## Does each render show what its description says?",
         "",
@@ -47,12 +58,14 @@ def markdown_report(metrics: dict, contact_sheet: str | None = None) -> str:
     for attribute in real:
         lines.append(
             f"| {attribute} | {_pct(real[attribute])} | {_pct(holdout['accuracy'].get(attribute))}"
+            f"{_interval(holdout.get('ci95', {}).get(attribute))}"
             f" | {holdout['ratio'].get(attribute, 0):.2f} | {_pct(para['accuracy'].get(attribute))}"
             f" | {_pct(cas['accuracy'].get(attribute))} |"
         )
     lines += [
         "",
-        "Ratio: accuracy on renders / accuracy on real photos. Paraphrases: prompts in words the catalog",
+        "Ratio: accuracy on renders / accuracy on real photos; in brackets, the 95% interval (Wilson) of",
+        "the accuracy over the rows rendered. Paraphrases: prompts in words the catalog",
         f"never used ({para['prompts']} prompts; hex colour codes alone: {_pct(para['hex_color_accuracy'])};"
         f" the text side named the right category for {_pct(para['category_read'])}). CAS: a classifier",
         f"trained on {cas['train_rows']:,} renders only, tested on real holdout photos.",

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -16,7 +17,7 @@ from PIL import Image
 from productgen.catalog.schema import CATEGORIES, PALETTE
 from productgen.colors import find_colour, nearest_name
 from productgen.dataset import load_training_set
-from productgen.evaluate import score_renders
+from productgen.evaluate import score_renders, stratified, wilson
 from productgen.judge import judge_accuracy, relabel, train_judge
 from productgen.metrics import frechet_distance
 from productgen.paraphrase import paraphrase_set
@@ -101,6 +102,29 @@ def test_paraphrases_use_words_the_templates_never_use() -> None:
             assert p.color not in lowered.split(), p.text
 
 
+def test_a_stratified_sample_keeps_the_mix_of_categories_and_colours() -> None:
+    rng = np.random.default_rng(1)
+    rows = pd.DataFrame({
+        "category": rng.choice(["boot", "dress", "shirt"], p=[0.6, 0.3, 0.1], size=10_000),
+        "color": rng.choice(["red", "navy"], size=10_000),
+    })  # fmt: skip
+    picked = stratified(rows, 2000)
+    assert len(picked) == 2000 and len(set(picked)) == 2000 and (np.diff(picked) > 0).all()
+    whole = rows.value_counts(normalize=True)
+    sample = rows.iloc[picked].value_counts()
+    assert ((sample - whole * 2000).abs() <= 1).all()  # each stratum within one row of its share
+    assert np.array_equal(picked, stratified(rows, 2000))  # the same sample every time
+    assert len(stratified(rows, 20_000)) == 10_000
+
+
+def test_wilson_intervals() -> None:
+    low, high = wilson(0.5, 100)
+    assert abs(low - 0.4038) < 1e-3 and abs(high - 0.5962) < 1e-3
+    assert wilson(1.0, 2000)[1] == 1.0 and 0.99 < wilson(1.0, 2000)[0] < 1.0
+    assert wilson(0.9, 0) == [0.0, 1.0]
+    assert np.diff(wilson(0.9, 2000)) < np.diff(wilson(0.9, 200))  # more rows, a tighter interval
+
+
 @pytest.mark.slow
 def test_evaluate_writes_report_and_contact_sheet(
     tiny_snapshot: Path, tiny_run: Path, tmp_path: Path
@@ -121,5 +145,22 @@ def test_evaluate_writes_report_and_contact_sheet(
     assert metrics["paraphrase"]["dev"]["prompts"] == 280
     assert 0 <= metrics["cas"]["accuracy"]["color"] <= 1 and metrics["holdout"]["fid"] > 0
     assert "| color |" in (run / "eval.md").read_text()
+    low, high = metrics["holdout"]["ci95"]["category"]
+    assert low <= metrics["holdout"]["accuracy"]["category"] <= high
+
+    # the quick evaluation: a stratified sample of the holdout rows, a narrower judge
+    quick = subprocess.run(
+        [sys.executable, "-m", "productgen", "evaluate", str(run), str(tiny_snapshot), "--judge-epochs", "3",
+         "--quick", "--holdout-rows", "20", "--json"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert quick.returncode == 0, quick.stderr
+    metrics = json.loads((run / "eval.json").read_text())
+    assert metrics["holdout"]["rows"] == 20 and metrics["holdout_population"] == 40
+    assert metrics["judge"]["width"] == 16
+    assert (
+        "20 holdout descriptions rendered (a sample stratified by category and colour, of 40)"
+        in (run / "eval.md").read_text()
+    )
     sheet = Image.open(run / "contact-sheet.png")
     assert sheet.width > 8 * 96 and sheet.height > 3 * 96  # 24 pairs, 8 images a row
