@@ -35,8 +35,8 @@ from productgen.conditioning import PARTS, ConditionConfig, Vocabulary, snapshot
 from productgen.snapshot import Snapshot
 
 __all__ = [
-    "DECODE_ERRORS", "TrainingSet", "decode_photo", "decode_photos", "load_training_set", "photo_path",
-    "training_fingerprint",
+    "DECODE_ERRORS", "TrainingSet", "brief", "check_pixels", "decode_photo", "decode_photos",
+    "load_training_set", "photo_path", "training_fingerprint",
 ]  # fmt: skip
 
 
@@ -62,11 +62,21 @@ MAX_PHOTO_PIXELS = 50_000_000  # declared in the header; decoding more is a deco
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
+def check_pixels(im: Image.Image) -> None:
+    """ValueError when an opened (not yet decoded) photo declares more than MAX_PHOTO_PIXELS."""
+    if im.width * im.height > MAX_PHOTO_PIXELS:
+        raise ValueError(f"declares {im.width}x{im.height} pixels; at most {MAX_PHOTO_PIXELS:,}")
+
+
+def brief(error: Exception) -> str:
+    """An exception's message on one line, at most 200 characters (for a reject's reason)."""
+    return " ".join(str(error).split())[:200]
+
+
 def decode_photo(path: str | BinaryIO, size: int) -> np.ndarray:
     """One photo (a path or an open file) -> (size, size, 3) uint8; raises ValueError saying why not."""
     with Image.open(path) as im:  # reads the header only
-        if im.width * im.height > MAX_PHOTO_PIXELS:
-            raise ValueError(f"declares {im.width}x{im.height} pixels; at most {MAX_PHOTO_PIXELS:,}")
+        check_pixels(im)
         im = im.convert("RGB")  # decodes: a truncated or corrupt file fails here
         if im.size != (size, size):
             im = im.resize((size, size), Image.Resampling.LANCZOS)
@@ -81,7 +91,7 @@ def _decode_chunk(args: tuple[list[str], int]) -> tuple[np.ndarray, list[str | N
         try:
             out[i] = decode_photo(path, size)
         except DECODE_ERRORS as e:
-            reasons[i] = f"photo does not decode ({' '.join(str(e).split())[:200]})"
+            reasons[i] = f"photo does not decode ({brief(e)})"
     return out, reasons
 
 

@@ -20,7 +20,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["frechet_distance", "precision_recall", "shading_ssim", "silhouette", "silhouette_iou"]
+__all__ = [
+    "background_distance", "frechet_distance", "precision_recall", "shading_ssim", "silhouette",
+    "silhouette_iou",
+]  # fmt: skip
 
 
 def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
@@ -70,12 +73,17 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict[str
 _BACKGROUND_DISTANCE = 24  # 0-255 levels a pixel's channels must differ from the border's to be item
 
 
+def background_distance(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, S, S) -> (N, 1, S, S): each pixel's largest channel difference from the background,
+    the median colour of the image's border (in the images' own units and dtype)."""
+    border = torch.cat([images[:, :, 0], images[:, :, -1], images[:, :, :, 0], images[:, :, :, -1]], dim=2)
+    background = border.median(dim=2).values[:, :, None, None]  # (N, C, 1, 1)
+    return (images - background).abs().amax(dim=1, keepdim=True)
+
+
 def silhouette(images: torch.Tensor) -> torch.Tensor:
     """uint8 (N, 3, S, S) -> bool (N, S, S): pixels unlike the background (the border's median colour)."""
-    x = images.to(torch.int16)
-    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)  # (N, 3, 4S)
-    background = border.median(dim=2).values[:, :, None, None]
-    return (x - background).abs().amax(dim=1) > _BACKGROUND_DISTANCE
+    return background_distance(images.to(torch.int16))[:, 0] > _BACKGROUND_DISTANCE
 
 
 def silhouette_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
