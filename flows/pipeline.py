@@ -17,6 +17,7 @@ from flows.tasks import (
     encode_descriptions,
     encode_shard,
     evaluate_model,
+    evaluate_promoted,
     fingerprint_catalog,
     finish_render,
     first_rejects,
@@ -90,10 +91,14 @@ def evaluate_promote_flow(
     force: bool = False,
     gate_minimum: dict[str, float] | None = None,
     evaluation: str = "full",
+    workdir: str = "build/pipeline",
 ) -> dict:
-    """Measure a run and promote it if it is at least as good as the current model."""
+    """Measure a run and promote it if it is at least as good as the current model (measured the
+    same way: when it was evaluated another way, it is evaluated again here, on this snapshot)."""
     metrics = evaluate_model(run_dir, snapshot, judge_epochs, evaluation)
-    decision = promote_model(run_dir, dest, force, gate_minimum)
+    cache = str(Path(workdir) / "models")
+    baseline = evaluate_promoted(dest, metrics, snapshot, cache)
+    decision = promote_model(run_dir, dest, force, gate_minimum, baseline)
     create_markdown_artifact(
         markdown_report(metrics), key="evaluation", description=f"Evaluation of {run_dir}"
     )
@@ -160,7 +165,7 @@ def nightly(params: NightlyParams) -> dict:
         )
         promotion = evaluate_promote_flow(
             run_dir, snapshot, params.dest, params.judge_epochs, params.force_promote, params.gate_minimum,
-            params.evaluation,
+            params.evaluation, params.workdir,
         )  # fmt: skip
         if not promotion["promoted"]:
             logger.warning(f"the gate refused model {promotion['version']}: nothing is published")

@@ -21,7 +21,7 @@ from prefect.tasks import exponential_backoff
 
 from productgen import distributed
 from productgen.catalog.ingest import ingest_source, source_fingerprint
-from productgen.evaluate import EVALUATIONS, evaluate_run
+from productgen.evaluate import EVALUATIONS, evaluate_baseline, evaluate_run
 from productgen.publish import PublishConfig, PublishSummary, finish_publish, publish
 from productgen.registry import (
     GateConfig,
@@ -142,11 +142,31 @@ def evaluate_model(run_dir: str, snapshot: str, judge_epochs: int, evaluation: s
     return evaluation.metrics
 
 
+@task
+def evaluate_promoted(dest: str, candidate: dict, snapshot: str, model_cache: str) -> dict | None:
+    """The promoted model evaluated the candidate's way, when its own numbers were measured another way."""
+    logger = get_run_logger()
+
+    def say(line: str) -> None:
+        logger.info(f"promoted model: {line}")
+
+    baseline = evaluate_baseline(
+        open_store(dest, s3()), candidate, Path(snapshot), Path(model_cache), on_progress=say
+    )
+    if baseline is not None:
+        logger.info(
+            f"the gate compares with model {baseline['version']} evaluated this way: {baseline['gate']}"
+        )
+    return baseline
+
+
 @task(**IO_RETRIES)
-def promote_model(run_dir: str, dest: str, force: bool = False, minimum: dict | None = None) -> dict:
+def promote_model(
+    run_dir: str, dest: str, force: bool = False, minimum: dict | None = None, baseline: dict | None = None
+) -> dict:
     """Promote the run if the gate allows (or force, logged in models/history.jsonl)."""
     gate = GateConfig(minimum=minimum or {})
-    return promote(Path(run_dir), open_store(dest, s3()), gate, force=force).to_json()
+    return promote(Path(run_dir), open_store(dest, s3()), gate, force=force, baseline=baseline).to_json()
 
 
 @task

@@ -512,16 +512,28 @@ def promote_cmd(
         list[str] | None,
         typer.Option(help="Gate setting: tolerance=0.01, fid_tolerance=0.05, min.METRIC=0.9."),
     ] = None,
+    snapshot: Annotated[
+        Path | None,
+        typer.Option(help="Where the current model was evaluated another way: evaluate it on this snapshot."),
+    ] = None,
     create_bucket: Annotated[bool, typer.Option(help="Create the S3 bucket if it is missing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as one JSON line.")] = False,
 ) -> None:
-    """Make a run the model renders use, if its evaluation is at least as good as the current one's."""
+    """Make a run the model renders use, if its evaluation is at least as good as the current one's
+    (measured the same way: with --snapshot, the current model is evaluated again when it was not)."""
+    from productgen.evaluate import evaluate_baseline
     from productgen.registry import promote
+    from productgen.runs import RunFolder
     from productgen.storage import open_store
 
-    decision = promote(
-        run, open_store(store, s3_settings(), create_bucket=create_bucket), gate_config(gate), force=force
-    )
+    registry = open_store(store, s3_settings(), create_bucket=create_bucket)
+    baseline = None
+    if snapshot is not None:
+        baseline = evaluate_baseline(
+            registry, RunFolder(run).read_evaluation(), snapshot, MODEL_CACHE,
+            on_progress=lambda line: typer.echo(f"  current model: {line}", err=True),
+        )  # fmt: skip
+    decision = promote(run, registry, gate_config(gate), force=force, baseline=baseline)
     _report(decision.to_json(), as_json, "promoted" if decision.promoted else "refused by the gate")
     if not decision.promoted:
         raise typer.Exit(1)

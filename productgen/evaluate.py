@@ -28,16 +28,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from productgen.dataset import TrainingSet, load_training_set
+from productgen.dataset import TrainingSet, load_training_set, training_fingerprint
 from productgen.judge import Judge, embed, judge_accuracy, load_or_train_judge, predict, relabel, train_judge
 from productgen.metrics import frechet_distance, precision_recall
 from productgen.paraphrase import paraphrase_set
+from productgen.registry import current_model, differences, fetch_model
 from productgen.render import RenderPipeline
+from productgen.storage import ObjectStore
 from productgen.text import TextEncoder
 
 __all__ = [
-    "EVALUATIONS", "EvalConfig", "Evaluation", "evaluate_run", "render_rows", "score_renders", "stratified",
-    "wilson",
+    "EVALUATIONS", "EvalConfig", "Evaluation", "evaluate_baseline", "evaluate_run", "protocol", "render_rows",
+    "score_renders", "settings_of", "stratified", "wilson",
 ]  # fmt: skip
 
 
@@ -277,6 +279,7 @@ def evaluate_run(
             "width": config.judge_width,
         },
         "holdout_population": population,  # holdout rows the rendered ones were sampled from
+        "protocol": protocol(config, judge, training_fingerprint(snapshot, size, exclude_split="train")),
         "holdout": control,
         "cas": {"accuracy": cas, "real_accuracy": judge.real_accuracy, "train_rows": len(cas_set)},
         "paraphrase": paraphrase,
@@ -284,6 +287,57 @@ def evaluate_run(
         "seconds": round(time.perf_counter() - started, 1),
     }
     return Evaluation(metrics, contact)
+
+
+def evaluate_baseline(
+    store: ObjectStore,
+    candidate: dict,
+    snapshot: Path,
+    cache_dir: Path,
+    *,
+    encoder: TextEncoder | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> dict | None:
+    """The promoted model evaluated the way `candidate` (an eval.json) was, for `registry.promote`.
+
+    None when no model is promoted or its own numbers were measured the same way already; else
+    {"version", "protocol", "gate"} from evaluating it on `snapshot` with the candidate's settings
+    (its judge is cached, so this costs the rendering only).
+    """
+    current = current_model(store)
+    if current is None or not differences(current.get("protocol"), candidate.get("protocol")):
+        return None
+    config = settings_of(candidate)
+    run = fetch_model(store, cache_dir, current["version"])
+    metrics = evaluate_run(run, snapshot, config, encoder=encoder, on_progress=on_progress).metrics
+    return {key: metrics[key] for key in ("protocol", "gate")} | {"version": current["version"]}
+
+
+def settings_of(evaluation: dict) -> EvalConfig:
+    """The settings an eval.json was measured with (its protocol), to measure another model alike."""
+    recorded = evaluation.get("protocol")
+    if not isinstance(recorded, dict):
+        raise ValueError(
+            "the evaluation records no protocol (evaluated before it did); evaluate the run again"
+        )
+    names = [f.name for f in dataclasses.fields(EvalConfig) if f.name != "contact_rows"]
+    values = {name: recorded.get(name) for name in names}
+
+    def valid(name: str, value: object) -> bool:
+        return (isinstance(value, int) and not isinstance(value, bool) and value > 0) or (
+            name == "holdout_rows" and value is None
+        )
+
+    if not all(valid(name, value) for name, value in values.items()):
+        raise ValueError(f"the evaluation's protocol is malformed: {values}; evaluate the run again")
+    return EvalConfig(**values)
+
+
+def protocol(config: EvalConfig, judge: Judge, holdout: str) -> dict[str, object]:
+    """What two evaluations must share for their numbers to compare: the judge, the holdout photos
+    (their fingerprint) and how much was rendered. The promotion gate compares only equal protocols."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "contact_rows"}
+    return {"judge": judge.name, "holdout": holdout, **settings}
 
 
 def gate_metrics(holdout: dict, paraphrase: dict) -> dict[str, float]:

@@ -11,6 +11,7 @@ precision/recall. It is never a training signal for a generator.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,7 @@ class Judge:
     net: JudgeNet
     classes: dict[str, list[str]]  # attribute -> class names (the training vocabulary)
     real_accuracy: dict[str, float]  # on the real holdout photos
+    name: str = ""  # the cache file's stem: the data, epochs and width it was trained with
 
 
 def _as_input(images: torch.Tensor) -> torch.Tensor:
@@ -166,7 +168,7 @@ def load_or_train_judge(
         tensors, meta = load_checkpoint(path)
         net = JudgeNet({k: len(v) for k, v in meta["classes"].items()}, width=width)
         net.load_state_dict(tensors)
-        return Judge(net.eval(), meta["classes"], meta["real_accuracy"])
+        return Judge(net.eval(), meta["classes"], meta["real_accuracy"], path.stem)
     train = load_training_set(snapshot, image_size, None, exclude_split="holdout")
     holdout = load_training_set(snapshot, image_size, None, exclude_split="train")
     say = on_progress or (lambda line: None)
@@ -181,7 +183,7 @@ def load_or_train_judge(
         "train_fingerprint": train.fingerprint,
     }
     save_checkpoint(path, judge.net.state_dict(), meta)
-    return judge
+    return dataclasses.replace(judge, name=path.stem)
 
 
 @torch.no_grad()

@@ -6,7 +6,11 @@
 
 `promote` compares the candidate's gate numbers (eval.json) with the current model's: every
 accuracy and ratio must be at least as high, and FID at least as low, within the tolerances of
-GateConfig. Renders use `models/current` unless a run is named.
+GateConfig. Numbers compare only when both were measured the same way (the evaluation's
+`protocol`: the judge, the holdout photos, how much was rendered). When the current model was
+evaluated another way, the caller evaluates it again this way (`evaluate.evaluate_baseline`) and
+passes that as the baseline; without one the candidate is refused, saying so. Renders use
+`models/current` unless a run is named.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ __all__ = [
     "PromotedReport",
     "Promotion",
     "current_model",
+    "differences",
     "fetch_model",
     "gate_decision",
     "promote",
@@ -110,10 +115,48 @@ def _read_json(store: ObjectStore, key: str) -> object | None:
         raise StorageError(f"{store.uri}/{key} is not valid JSON; promote a model again") from None
 
 
+def differences(first: object, second: object) -> list[str]:
+    """How two evaluation protocols differ ('judge_width 32 vs 16'); [] when they are the same."""
+    if not isinstance(first, dict) or not isinstance(second, dict):
+        return [] if first == second else ["protocol not recorded"]
+    return [
+        f"{key} {first.get(key, '-')} vs {second.get(key, '-')}"
+        for key in dict.fromkeys([*first, *second])
+        if first.get(key) != second.get(key)
+    ]
+
+
+def _reference(current: dict, protocol: object, baseline: dict | None) -> tuple[dict | None, str | None]:
+    """The current model's gate numbers measured like the candidate's, or why there are none."""
+    if not differences(current.get("protocol"), protocol):
+        return current["gate"], None
+    if (
+        baseline
+        and baseline.get("version") == current["version"]
+        and not differences(baseline.get("protocol"), protocol)
+    ):
+        return baseline["gate"], None
+    differ = "; ".join(differences(current.get("protocol"), protocol)[:3])
+    return None, (
+        f"the current model {current['version']} was evaluated another way ({differ}), so its numbers "
+        "do not compare: evaluate it this way too (promote --snapshot SNAPSHOT) or --force"
+    )
+
+
 def promote(
-    run_dir: Path, store: ObjectStore, config: GateConfig = GateConfig(), *, force: bool = False
+    run_dir: Path,
+    store: ObjectStore,
+    config: GateConfig = GateConfig(),
+    *,
+    force: bool = False,
+    baseline: dict | None = None,
 ) -> Promotion:
-    """Upload the run's model and report, and point models/current at it if the gate allows."""
+    """Upload the run's model and report, and point models/current at it if the gate allows.
+
+    baseline: the current model evaluated the candidate's way ({"version", "protocol", "gate"},
+    from evaluate.evaluate_baseline); used when the current model's own numbers were measured
+    another way.
+    """
     folder = RunFolder(run_dir)
     run = folder.read_run()
     evaluation = folder.read_evaluation()
@@ -127,7 +170,10 @@ def promote(
     if previous == version:
         return Promotion(version, True, False, previous, ["already the current model"])
 
-    reasons = gate_decision(evaluation["gate"], current["gate"] if current else None, config)
+    reference, incomparable = (
+        _reference(current, evaluation.get("protocol"), baseline) if current else (None, None)
+    )
+    reasons = gate_decision(evaluation["gate"], reference, config) + ([incomparable] if incomparable else [])
     promoted = force or not reasons
     if promoted:
         for name in PUBLISHED_FILES:
@@ -137,6 +183,7 @@ def promote(
             "version": version, "promoted_at": datetime.now(UTC).isoformat(), "forced": bool(reasons),
             "run": str(run_dir), "gate": evaluation["gate"], "data_fingerprint": run["data_fingerprint"],
             "image_size": run["image_size"], "conditioning": run["conditioning"],
+            "protocol": evaluation.get("protocol"),
         }  # fmt: skip
         store.put(CURRENT, json.dumps(pointer, indent=2).encode(), content_type="application/json")
     decision = "forced" if promoted and reasons else ("promoted" if promoted else "refused")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from productgen.evaluate import EvalConfig, evaluate_baseline, evaluate_run
 from productgen.registry import GateConfig, current_model, fetch_model, gate_decision, promote
 from productgen.runs import load_generator
 from productgen.storage import S3Settings, StorageError, open_store
@@ -74,6 +75,63 @@ def test_promote_refuses_worse_logs_force_and_renders_use_current(
     assert rendered.returncode == 0, rendered.stderr
     assert json.loads(rendered.stdout.splitlines()[-1])["model_version"] == refused.version
     assert load_generator(fetch_model(store, tmp_path / "cache")).version == refused.version
+
+
+def _measured(run: Path, target: Path, snapshot: Path, config: EvalConfig, encoder) -> Path:
+    """A copy of `run` evaluated for real with `config`."""
+    shutil.copytree(run, target)
+    metrics = evaluate_run(target, snapshot, config, encoder=encoder).metrics
+    (target / "eval.json").write_text(json.dumps(metrics))
+    return target
+
+
+@pytest.mark.slow
+def test_the_gate_compares_only_numbers_measured_the_same_way(
+    tiny_snapshot: Path, tiny_run: Path, other_run: Path, tmp_path: Path, s3_env: S3Settings, text_encoder
+) -> None:
+    """A model evaluated on every holdout row is not compared with one evaluated on a sample (or by
+    another judge): the current model is evaluated again the candidate's way, or the candidate is refused."""
+    store = open_store("s3://registry/protocols", s3_env, create_bucket=True)
+    full = EvalConfig(
+        judge_epochs=1, judge_width=16, cas_rows=60, cas_epochs=1, feature_rows=40, paraphrases_per_pair=1
+    )
+    sample = EvalConfig(**{**full.__dict__, "holdout_rows": 20})
+    champion = _measured(tiny_run, tmp_path / "champion", tiny_snapshot, full, text_encoder)
+    candidate = _measured(other_run, tmp_path / "candidate", tiny_snapshot, sample, text_encoder)
+    assert promote(champion, store).promoted
+    assert current_model(store)["protocol"]["holdout_rows"] is None
+
+    refused = promote(candidate, store)
+    assert not refused.promoted
+    version = current_model(store)["version"]
+    assert refused.reasons[-1].startswith(
+        f"the current model {version} was evaluated another way (holdout_rows None vs 20)"
+    )
+
+    # measured the same way already: nothing to evaluate again
+    champion_eval = json.loads((champion / "eval.json").read_text())
+    assert evaluate_baseline(store, champion_eval, tiny_snapshot, tmp_path / "models") is None
+    evaluation = json.loads((candidate / "eval.json").read_text())
+    baseline = evaluate_baseline(store, evaluation, tiny_snapshot, tmp_path / "models", encoder=text_encoder)
+    assert baseline["version"] == current_model(store)["version"]
+    assert baseline["protocol"] == evaluation["protocol"] and baseline["gate"] != current_model(store)["gate"]
+    decision = promote(candidate, store, baseline=baseline)
+    assert decision.reasons == gate_decision(evaluation["gate"], baseline["gate"], GateConfig())
+    # a baseline for another model, or measured yet another way, is not used
+    for stale in (
+        {**baseline, "version": "0" * 12},
+        {**baseline, "protocol": current_model(store)["protocol"]},
+    ):
+        assert "evaluated another way" in promote(candidate, store, baseline=stale).reasons[-1]
+
+    # the CLI evaluates the current model on --snapshot
+    cli = subprocess.run(
+        [sys.executable, "-m", "productgen", "promote", str(candidate), "--store", "s3://registry/protocols",
+         "--snapshot", str(tiny_snapshot), "--json"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert cli.returncode in (0, 1), cli.stderr
+    assert not any("another way" in r for r in json.loads(cli.stdout.splitlines()[-1])["reasons"])
 
 
 def test_promote_needs_an_evaluation_and_render_needs_a_model(tiny_run: Path, tmp_path: Path) -> None:
