@@ -16,6 +16,7 @@ passes that as the baseline; without one the candidate is refused, saying so. Re
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -119,16 +120,31 @@ def differences(first: object, second: object) -> list[str]:
     """How two evaluation protocols differ ('judge_width 32 vs 16'); [] when they are the same."""
     if not isinstance(first, dict) or not isinstance(second, dict):
         return [] if first == second else ["protocol not recorded"]
+
+    def shown(value: object) -> str:  # a pointer is untrusted: bounded in what is said back
+        text = str(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+
     return [
-        f"{key} {first.get(key, '-')} vs {second.get(key, '-')}"
+        f"{shown(key)} {shown(first.get(key))} vs {shown(second.get(key))}"
         for key in dict.fromkeys([*first, *second])
         if first.get(key) != second.get(key)
     ]
 
 
+def _numbers(gate: object) -> bool:
+    """Whether gate numbers read from the store are a JSON object of finite numbers."""
+    return isinstance(gate, dict) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in gate.values()
+    )
+
+
 def _reference(current: dict, protocol: object, baseline: dict | None) -> tuple[dict | None, str | None]:
     """The current model's gate numbers measured like the candidate's, or why there are none."""
     if not differences(current.get("protocol"), protocol):
+        if not _numbers(current.get("gate")):
+            damaged = f"the gate numbers of the current model {current['version']} are damaged"
+            return None, f"{damaged}; promote with --force to replace it"
         return current["gate"], None
     if (
         baseline

@@ -161,6 +161,23 @@ def test_a_damaged_pointer_never_becomes_a_path(tmp_path: Path, pointer) -> None
     assert not (tmp_path / "cache").exists() and sorted(Path("/").glob("any*")) == before
 
 
+def test_damaged_gate_numbers_in_the_pointer_refuse_until_forced(tiny_run: Path, tmp_path: Path) -> None:
+    """The current model's gate numbers come from the store: text, NaN or a list are not compared."""
+    store = open_store(str(tmp_path / "store"))
+    run = _evaluated(tiny_run, tmp_path / "run", GATE)
+    for gate in ({"fid": "1.0"}, {"fid": float("nan")}, ["fid", 1.0], {"fid": True}):
+        store.put(
+            "models/current",
+            json.dumps({"version": "a" * 12, "image_size": 32, "conditioning": [], "gate": gate}).encode(),
+        )
+        refused = promote(run, store)
+        assert (
+            not refused.promoted
+            and "gate numbers of the current model aaaaaaaaaaaa are damaged" in refused.reasons[0]
+        )
+    assert promote(run, store, force=True).promoted and current_model(store)["gate"] == GATE
+
+
 def test_an_oversized_pointer_is_not_read(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "store"))
     store.put("models/current", b" " * (2 << 20))
