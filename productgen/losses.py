@@ -62,6 +62,9 @@ class LossWeights:
     feature_match: float = 1.0  # VAE-GAN: reconstruction in the discriminator's feature space
     adv: float = 1.0  # VAE-GAN: adversarial term of the encoder/decoder update
     diversity: float = 0.0  # GAN: reward for images that differ with the noise (DSGAN); 0: off
+    # cVAE: its prior samples (what renders are) must be read as their row's attributes by a
+    # classifier trained beside it on the train split's photos only; per-image-sum units; 0: off
+    prior_aux: float = 0.0
 
     def __post_init__(self) -> None:
         if self.adversarial not in ADVERSARIAL:
@@ -204,7 +207,13 @@ class GANLoss:
 
 
 class VAELoss:
-    """One step = one update of encoder and decoder on reconstruction + beta * KL."""
+    """One step = one update of encoder and decoder on reconstruction + beta * KL.
+
+    With a classifier C (weights.prior_aux > 0): C learns the attributes from the batch's real
+    photos, and the decoder is also asked that C read its prior samples (z ~ N(0, I): what a
+    render draws) as the batch's attributes (AC-GAN's auxiliary loss, without a discriminator).
+    C sees both through DiffAugment (weights.augment), so a pixel-exact trick does not fool it.
+    """
 
     def __init__(
         self,
@@ -213,12 +222,24 @@ class VAELoss:
         opt: torch.optim.Optimizer,
         weights: LossWeights,
         autocast: AbstractContextManager | None = None,
+        classifier: nn.Module | None = None,
+        opt_c: torch.optim.Optimizer | None = None,
     ) -> None:
         self.G, self.E, self.opt, self.w = decoder, encoder, opt, weights
+        self.C, self.opt_c = classifier, opt_c
         self.autocast = autocast or nullcontext()
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One update; returns the losses as 0-d tensors (reading them waits for the device)."""
+        out: dict[str, torch.Tensor] = {}
+        if self.C is not None:
+            self.opt_c.zero_grad(set_to_none=True)
+            with self.autocast:
+                out["c_aux"] = _aux_loss(
+                    _judge(self.C, self.w, batch.images, batch.conditions)[1], batch.labels
+                )
+            out["c_aux"].backward()
+            self.opt_c.step()
         self.opt.zero_grad(set_to_none=True)
         with self.autocast:
             mu, logvar = self.E(batch.images, batch.conditions)
@@ -228,15 +249,19 @@ class VAELoss:
             rec = F.l1_loss(recon.float(), batch.images, reduction="none").sum((1, 2, 3)).mean()
             kl = _vae_kl(mu, logvar)
             loss = rec + self.w.kl_vae * kl + self.w.kl_cond * self.G.cond.kl
-        loss.backward()
+            if self.C is not None:
+                prior = self.G(torch.randn_like(mu), batch.conditions)
+                out["g_aux"] = _aux_loss(_judge(self.C, self.w, prior, batch.conditions)[1], batch.labels)
+                loss = loss + self.w.prior_aux * out["g_aux"]
+        loss.backward()  # C's share of this is dropped (opt_c clears it first): C learns from photos only
         self.opt.step()
-        return {k: v.detach() for k, v in {"loss": loss, "recon": rec, "kl": kl}.items()}
+        return {k: v.detach() for k, v in {"loss": loss, "recon": rec, "kl": kl, **out}.items()}
 
     def networks(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "E": self.E}
+        return {"G": self.G, "E": self.E} | ({"C": self.C} if self.C is not None else {})
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"opt": self.opt}
+        return {"opt": self.opt} | ({"opt_c": self.opt_c} if self.opt_c is not None else {})
 
 
 class VAEGANLoss:

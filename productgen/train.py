@@ -24,7 +24,7 @@ from productgen.checkpoint import CheckpointError, flatten_optimizer, unflatten_
 from productgen.conditioning import PARTS, ConditionConfig
 from productgen.dataset import TrainingSet, load_training_set
 from productgen.losses import Batch, GANLoss, LossWeights, VAEGANLoss, VAELoss
-from productgen.models import FAMILY_NETWORKS, ModelConfig
+from productgen.models import FAMILY_NETWORKS, Discriminator, ModelConfig
 from productgen.runs import RunFolder, vocabulary_tensors
 from productgen.sheets import labelled_grid, save_png, to_uint8
 from productgen.snapshot import Snapshot
@@ -97,7 +97,12 @@ FAMILY_DEFAULTS: dict[str, dict[str, object]] = {
     # and its condition code is not jittered: the KL on a jittered code makes the condition cost
     # as much as the image-informed latent, and the decoder then ignores it (measured: chance-level
     # category and colour after 10 minutes with the jitter on)
-    "cvae": {"z_dim": 16, "lr_g": 1e-3, "cond_augment": False, "weights": LossWeights(kl_vae=2.0)},
+    # and a classifier beside it (train-split photos only) asks that its prior samples, which is
+    # what renders are, show their row's category and colour: 10 minutes on 2 cores, quick
+    # evaluation, category ratio 0.80 -> 0.98, FID 20.1 -> 18.7, recall 0.85 -> 0.74 (README)
+    "cvae": {
+        "z_dim": 16, "lr_g": 1e-3, "cond_augment": False, "weights": LossWeights(kl_vae=2.0, prior_aux=10.0),
+    },
     # the cVAE's settings, its reliable control kept, plus a discriminator on both its
     # reconstructions and its prior samples; the adversarial weight is in per-image-sum units
     # like the pixel loss (one SN discriminator's gradient is ~1/sqrt(pixels) per pixel)
@@ -176,7 +181,8 @@ def pick_device(requested: str | None = None) -> torch.device:
 def _build(config: TrainConfig, data: TrainingSet, device: torch.device):
     networks = FAMILY_NETWORKS[config.family]
     aux = {}
-    if config.aux_heads and networks.discriminator is not None:
+    classifier = networks.discriminator is None and config.weights.prior_aux > 0  # the cVAE's option
+    if config.aux_heads and (networks.discriminator is not None or classifier):
         sizes = {"category": len(data.vocabulary.categories), "color": len(data.vocabulary.colors)}
         aux = {name: sizes[name] for name in data.labels if sizes[name] > 1}
     model_config = ModelConfig(
@@ -197,7 +203,11 @@ def _build(config: TrainConfig, data: TrainingSet, device: torch.device):
     g_params = [*G.parameters(), *(E.parameters() if E is not None else [])]
     if networks.discriminator is None:  # the cVAE: one optimiser for encoder and decoder
         opt = torch.optim.Adam(g_params, lr=config.lr_g, betas=(0.5, 0.999), fused=fused)
-        return model_config, G, ema, VAELoss(G, E, opt, config.weights, autocast)
+        C = on_device(Discriminator) if classifier and aux else None  # only its attribute heads learn
+        opt_c = (
+            torch.optim.Adam(C.parameters(), lr=config.lr_d, betas=(0.5, 0.999), fused=fused) if C else None
+        )
+        return model_config, G, ema, VAELoss(G, E, opt, config.weights, autocast, C, opt_c)
     D = on_device(networks.discriminator)
     betas = (config.beta1, config.beta2)
     opt_g = torch.optim.Adam(g_params, lr=config.lr_g, betas=betas, fused=fused)

@@ -3,15 +3,17 @@ pixels twice; the loss options and StyleGAN's parts do what they say."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from productgen.checkpoint import load_checkpoint
-from productgen.losses import Batch, GANLoss, LossWeights, VAEGANLoss, d_regulariser
+from productgen.losses import Batch, GANLoss, LossWeights, VAEGANLoss, VAELoss, d_regulariser
 from productgen.models import (
     FAMILIES,
     FAMILY_NETWORKS,
@@ -145,3 +147,43 @@ def test_family_settings_are_data_and_the_loss_is_an_option() -> None:
         train_config("cpu-demo", family="diffusion")
     with pytest.raises(ValueError, match="model family must be one of"):
         ModelConfig(family="diffusion")
+
+
+def test_the_cvae_classifier_learns_from_photos_only_and_steers_the_prior_samples() -> None:
+    """weights.prior_aux: a classifier beside the cVAE learns the attributes from the real photos
+    (its update is the same whatever the decoder does), and the decoder's update gains a term."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(CONFIG, family="cvae")
+    G, E, C = build_generator(config), VAEEncoder(config), Discriminator(config)
+    G2, E2, C2 = (copy.deepcopy(m) for m in (G, E, C))
+    weights = LossWeights(prior_aux=50.0, augment=False)
+    steered = VAELoss(
+        G, E, torch.optim.Adam([*G.parameters(), *E.parameters()]), weights,
+        classifier=C, opt_c=torch.optim.Adam(C.parameters()),
+    )  # fmt: skip
+    batch = _batch()
+    torch.manual_seed(1)
+    metrics = steered.step(batch)
+    assert {"c_aux", "g_aux"} <= metrics.keys() and all(np.isfinite(float(v)) for v in metrics.values())
+    assert set(steered.networks()) == {"G", "E", "C"} and set(steered.optimizers()) == {"opt", "opt_c"}
+
+    # the classifier alone, on the photos alone: the same classifier after the step
+    opt_c2 = torch.optim.Adam(C2.parameters())
+    logits = C2(batch.images, batch.conditions)[1]["category"]
+    F.cross_entropy(logits, batch.labels["category"], ignore_index=-1).backward()
+    opt_c2.step()
+    assert all(torch.equal(a, b) for a, b in zip(C.parameters(), C2.parameters(), strict=True))
+    # the decoder without the term moves differently
+    plain = VAELoss(G2, E2, torch.optim.Adam([*G2.parameters(), *E2.parameters()]), LossWeights())
+    torch.manual_seed(1)
+    plain.step(batch)
+    assert any(not torch.equal(a, b) for a, b in zip(G.parameters(), G2.parameters(), strict=True))
+
+
+def test_the_cvae_classifier_option_resumes_bit_for_bit(tiny_snapshot: Path, tmp_path: Path) -> None:
+    settings = {"family": "cvae", "weights": {"prior_aux": 20.0}}
+    train(tiny_snapshot, tmp_path / "straight", _tiny(4, **settings))
+    train(tiny_snapshot, tmp_path / "split", _tiny(2, **settings))
+    train(tiny_snapshot, tmp_path / "split", _tiny(4, **settings), resume=True)
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+    assert any(k.startswith("C.") for k in a) and [k for k in a if not torch.equal(a[k], b[k])] == []
