@@ -57,7 +57,7 @@ wordnet:
 # The main job: the nightly Prefect flow on the demo catalog against the local S3 server
 # (ingest, encode, train for DEMO_MINUTES, evaluate + gate, render, publish). A second run is
 # incremental: nothing is retrained or re-published unless the catalog changed.
-demo: setup
+demo: $(STAMP) fashion-mnist wordnet  # chromium is for the UI test only
 	$(PY) -m flows.demo --build $(BUILD) --minutes $(DEMO_MINUTES) --judge-epochs $(DEMO_JUDGE_EPOCHS)
 
 # The Prefect UI on http://127.0.0.1:4200 with the deployments served (and the local S3 server).
