@@ -223,6 +223,7 @@ def evaluate_run(
             on_progress(f"{line} ({time.perf_counter() - started:.0f} s)")
 
     pipeline = RenderPipeline.from_run(run_dir, encoder=encoder)
+    pipeline.check_snapshot(snapshot)  # rows embedded by another text model would judge garbage
     conditioning = pipeline.conditioner.config
     size = pipeline.image_size
     judge = load_or_train_judge(
@@ -302,14 +303,18 @@ def evaluate_baseline(
 
     None when no model is promoted or its own numbers were measured the same way already; else
     {"version", "protocol", "gate"} from evaluating it on `snapshot` with the candidate's settings
-    (its judge is cached, so this costs the rendering only).
+    (its judge is cached, so this costs the rendering only), or {"version", "unmeasurable": why}
+    when it cannot read this snapshot (another text model): the gate then refuses unless forced.
     """
     current = current_model(store)
     if current is None or not differences(current.get("protocol"), candidate.get("protocol")):
         return None
     config = settings_of(candidate)
     run = fetch_model(store, cache_dir, current["version"])
-    metrics = evaluate_run(run, snapshot, config, encoder=encoder, on_progress=on_progress).metrics
+    try:
+        metrics = evaluate_run(run, snapshot, config, encoder=encoder, on_progress=on_progress).metrics
+    except ValueError as e:
+        return {"version": current["version"], "unmeasurable": str(e)}
     return {key: metrics[key] for key in ("protocol", "gate")} | {"version": current["version"]}
 
 

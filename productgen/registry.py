@@ -146,11 +146,14 @@ def _reference(current: dict, protocol: object, baseline: dict | None) -> tuple[
             damaged = f"the gate numbers of the current model {current['version']} are damaged"
             return None, f"{damaged}; promote with --force to replace it"
         return current["gate"], None
-    if (
-        baseline
-        and baseline.get("version") == current["version"]
-        and not differences(baseline.get("protocol"), protocol)
-    ):
+    mine = bool(baseline) and baseline.get("version") == current["version"]
+    if mine and baseline.get("unmeasurable"):
+        why = str(baseline["unmeasurable"])[:300]
+        return None, (
+            f"the current model {current['version']} cannot be evaluated on this snapshot ({why}), so "
+            "nothing compares: --force to replace it"
+        )
+    if mine and not differences(baseline.get("protocol"), protocol):
         return baseline["gate"], None
     differ = "; ".join(differences(current.get("protocol"), protocol)[:3])
     return None, (

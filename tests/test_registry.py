@@ -13,6 +13,7 @@ import pytest
 from productgen.evaluate import EvalConfig, evaluate_baseline, evaluate_run
 from productgen.registry import GateConfig, current_model, fetch_model, gate_decision, promote
 from productgen.runs import load_generator
+from productgen.snapshot import Snapshot
 from productgen.storage import S3Settings, StorageError, open_store
 from tests.conftest import train_tiny
 
@@ -115,6 +116,17 @@ def test_the_gate_compares_only_numbers_measured_the_same_way(
     baseline = evaluate_baseline(store, evaluation, tiny_snapshot, tmp_path / "models", encoder=text_encoder)
     assert baseline["version"] == current_model(store)["version"]
     assert baseline["protocol"] == evaluation["protocol"] and baseline["gate"] != current_model(store)["gate"]
+    # a snapshot the current model cannot read (another text model): refused, never a crash
+    other = tmp_path / "other-encoding"
+    shutil.copytree(tiny_snapshot, other)
+    Snapshot(other).write_encoding(
+        {**json.loads(Snapshot(other).encode_path.read_text()), "model": "someone/else"}
+    )
+    unreadable = evaluate_baseline(store, evaluation, other, tmp_path / "models", encoder=text_encoder)
+    assert "encoded with someone/else" in unreadable["unmeasurable"]
+    assert (
+        "cannot be evaluated on this snapshot" in promote(candidate, store, baseline=unreadable).reasons[-1]
+    )
     decision = promote(candidate, store, baseline=baseline)
     assert decision.reasons == gate_decision(evaluation["gate"], baseline["gate"], GateConfig())
     # a baseline for another model, or measured yet another way, is not used
