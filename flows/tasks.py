@@ -142,7 +142,7 @@ def evaluate_model(run_dir: str, snapshot: str, judge_epochs: int, evaluation: s
     return evaluation.metrics
 
 
-@task
+@task(**IO_RETRIES)  # it fetches the promoted model from the store
 def evaluate_promoted(dest: str, candidate: dict, snapshot: str, model_cache: str) -> dict | None:
     """The promoted model evaluated the candidate's way, when its own numbers were measured another way."""
     logger = get_run_logger()
