@@ -318,6 +318,10 @@ def evaluate_baseline(
     return {key: metrics[key] for key in ("protocol", "gate")} | {"version": current["version"]}
 
 
+# the settings that change an evaluation's numbers (how many contact rows are drawn does not)
+_COMPARED = tuple(f.name for f in dataclasses.fields(EvalConfig) if f.name != "contact_rows")
+
+
 def settings_of(evaluation: dict) -> EvalConfig:
     """The settings an eval.json was measured with (its protocol), to measure another model alike."""
     recorded = evaluation.get("protocol")
@@ -325,8 +329,7 @@ def settings_of(evaluation: dict) -> EvalConfig:
         raise ValueError(
             "the evaluation records no protocol (evaluated before it did); evaluate the run again"
         )
-    names = [f.name for f in dataclasses.fields(EvalConfig) if f.name != "contact_rows"]
-    values = {name: recorded.get(name) for name in names}
+    values = {name: recorded.get(name) for name in _COMPARED}
 
     def valid(name: str, value: object) -> bool:
         return (isinstance(value, int) and not isinstance(value, bool) and value > 0) or (
@@ -341,8 +344,7 @@ def settings_of(evaluation: dict) -> EvalConfig:
 def protocol(config: EvalConfig, judge: Judge, holdout: str) -> dict[str, object]:
     """What two evaluations must share for their numbers to compare: the judge, the holdout photos
     (their fingerprint) and how much was rendered. The promotion gate compares only equal protocols."""
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "contact_rows"}
-    return {"judge": judge.name, "holdout": holdout, **settings}
+    return {"judge": judge.name, "holdout": holdout, **{k: getattr(config, k) for k in _COMPARED}}
 
 
 def gate_metrics(holdout: dict, paraphrase: dict) -> dict[str, float]:
