@@ -210,8 +210,9 @@ class VAELoss:
     """One step = one update of encoder and decoder on reconstruction + beta * KL.
 
     With a classifier C (weights.prior_aux > 0): C learns the attributes from the batch's real
-    photos, and the decoder is also asked that C read its prior samples (z ~ N(0, I): what a
-    render draws) as the batch's attributes (AC-GAN's auxiliary loss, without a discriminator).
+    photos, and the decoder is also asked that C read its prior samples (what a render draws: the
+    generator's latent prior, fitted to the encoder's codes as it trains) as the batch's
+    attributes (AC-GAN's auxiliary loss, without a discriminator).
     C sees both through DiffAugment (weights.augment), so a pixel-exact trick does not fool it.
     """
 
@@ -244,13 +245,14 @@ class VAELoss:
         with self.autocast:
             mu, logvar = self.E(batch.images, batch.conditions)
             z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-            recon = self.G(z, batch.conditions)
+            self.G.latent.observe(mu, logvar)
+            recon = self.G.decode(z, batch.conditions)
             # per-image sums: a Gaussian likelihood whose scale suits [-1, 1] pixels
             rec = F.l1_loss(recon.float(), batch.images, reduction="none").sum((1, 2, 3)).mean()
             kl = _vae_kl(mu, logvar)
             loss = rec + self.w.kl_vae * kl + self.w.kl_cond * self.G.cond.kl
             if self.C is not None:
-                prior = self.G(torch.randn_like(mu), batch.conditions)
+                prior = self.G(torch.randn_like(mu), batch.conditions)  # drawn as renders are
                 out["g_aux"] = _aux_loss(_judge(self.C, self.w, prior, batch.conditions)[1], batch.labels)
                 loss = loss + self.w.prior_aux * out["g_aux"]
         loss.backward()  # C's share of this is dropped (opt_c clears it first): C learns from photos only
@@ -295,7 +297,9 @@ class VAEGANLoss:
         with self.autocast:
             mu, logvar = self.E(x, cond)
             z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-            recon, prior = self.G(torch.cat([z, z_prior]), torch.cat([cond, cond])).chunk(2)
+            self.G.latent.observe(mu, logvar)
+            codes = torch.cat([z, self.G.latent(z_prior)])
+            recon, prior = self.G.decode(codes, torch.cat([cond, cond])).chunk(2)
 
             # discriminator: real photos against both kinds of generated image
             self.opt_d.zero_grad(set_to_none=True)

@@ -4,7 +4,8 @@
       1. check inputs      prompts or stored conditions, one seed per image
       2. conditions       prompts are read (colour, category) and encoded; rows bring theirs
       3. noise            one draw per seed: N(0, 1) of the model's z width
-      4. generate         the eval-mode generator, `batch_size` images at a time
+      4. generate         the eval-mode generator, `batch_size` images at a time (a VAE's turns
+                          the noise into a code of its fitted latent prior first)
       5. decode           [-1, 1] floats -> (N, S, S, 3) uint8
 
 Rendering knows nothing of S3 or Prefect; publish, evaluate and the sample sheet all call the
@@ -178,7 +179,7 @@ class RenderPipeline:
         """Pixels for `prompts` or for rows' stored `conditions` (N, C): one image per seed.
 
         truncation: psi < 1 pulls each image towards its condition's typical one (StyleGAN: w
-        towards the condition's mean w; the other families: z towards 0).
+        towards the condition's mean w; the other families: the code towards its prior's mean).
         """
         psi = check_truncation(truncation)
         # 1. check inputs

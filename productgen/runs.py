@@ -217,6 +217,8 @@ def _model_from_header(path: Path, meta: dict, shapes: dict[str, tuple[int, ...]
     if sum(p.numel() for p in shell.parameters()) > _MAX_PARAMETERS:
         raise CheckpointError(f"{path}: its settings describe a network over {_MAX_PARAMETERS:,} parameters")
     expected = {f"G_ema.{k}": tuple(v.shape) for k, v in shell.state_dict().items()}
+    if not any(k.startswith("G_ema.latent.") for k in shapes):  # models before the latent prior
+        expected = {k: v for k, v in expected.items() if not k.startswith("G_ema.latent.")}
     encoder = FAMILY_NETWORKS[model_config.family].encoder
     if encoder is not None and any(k.startswith("E.") for k in shapes):  # models before variants have none
         with torch.device("meta"):

@@ -160,11 +160,12 @@ class VariantMaker:
                         for t in (small, source, wanted)
                     )
                 mu, _ = self.trained.encoder(small, source)
-                base = self.trained.generator(mu, wanted)
-                typical = self.trained.generator(torch.zeros_like(mu), wanted)  # no latent: no photo colour
+                decode = self.trained.generator.decode
+                base = decode(mu, wanted)
+                typical = decode(torch.zeros_like(mu), wanted)  # no latent: no photo colour
                 base = _colour_like(base, typical, small)[:k]
                 if self.method == "shading":
-                    made = _with_shading(big, base, self.trained.generator(mu, source)[:k])
+                    made = _with_shading(big, base, decode(mu, source)[:k])
                 elif size == self.image_size:  # the decoder's item alone, on its own background
                     made = base
                 else:

@@ -67,6 +67,9 @@ def test_every_family_resumes_bit_for_bit_and_renders_deterministically(
     networks = FAMILY_NETWORKS[family]
     assert ("D" in prefixes) == (networks.discriminator is not None)
     assert ("E" in prefixes) == (networks.encoder is not None)
+    if "G_ema.latent.scale" in a:  # the VAEs fit their latent prior; the GANs draw from N(0, I)
+        identity = torch.equal(a["G_ema.latent.scale"], torch.eye(16)) and not a["G_ema.latent.mean"].any()
+        assert identity == (networks.encoder is None)
 
     pipeline = RenderPipeline.from_run(tmp_path / "split")
     assert pipeline.generator.config.family == family
@@ -187,3 +190,24 @@ def test_the_cvae_classifier_option_resumes_bit_for_bit(tiny_snapshot: Path, tmp
     train(tiny_snapshot, tmp_path / "split", _tiny(4, **settings), resume=True)
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
     assert any(k.startswith("C.") for k in a) and [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+def test_the_latent_prior_is_n01_until_observed_then_draws_like_the_encoders_codes() -> None:
+    """Renders draw codes from the moments of the codes the encoder gives photos (each posterior's
+    mean spread across photos, plus its own variance), and truncation pulls them to their mean."""
+    G = build_generator(dataclasses.replace(CONFIG, family="cvae")).eval()
+    noise, cond = torch.randn(4, 16), torch.randn(4, CONFIG.cond_in)
+    assert torch.equal(G(noise, cond, psi=0.5), G.decode(noise * 0.5, cond))
+
+    torch.manual_seed(0)
+    mean, mix = torch.linspace(-1, 1, 16), torch.randn(16, 16) * 0.3
+    spread = mix @ mix.T + 0.5 * torch.eye(16)  # covariance of the posterior means across photos
+    for _ in range(2000):
+        mu = mean + torch.randn(64, 16) @ torch.linalg.cholesky(spread).T
+        G.latent.observe(mu, torch.full((64, 16), -2.0))
+    codes = G.latent(torch.randn(50_000, 16))
+    expected = spread + np.exp(-2.0) * torch.eye(16)
+    assert torch.allclose(codes.mean(0), mean, atol=0.05)
+    assert torch.allclose(torch.cov(codes.T), expected, atol=0.08)
+    assert torch.allclose(G.latent(torch.randn(3, 16), psi=0.0), mean.expand(3, -1), atol=0.05)
+    assert torch.equal(G(noise, cond), G.decode(G.latent(noise), cond))

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import save_file
 
 from productgen.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -83,6 +84,22 @@ def test_metadata_that_is_a_json_list_is_refused(tiny_run: Path, tmp_path: Path)
 def test_an_untouched_model_loads(tiny_run: Path) -> None:
     trained = load_generator(tiny_run)
     assert len(trained.version) == 12 and trained.conditioning.dim == trained.generator.config.cond_in
+
+
+def test_a_model_from_before_the_latent_prior_loads_drawing_from_n01(tiny_run: Path, tmp_path: Path) -> None:
+    """A cVAE saved before its renders drew from a fitted prior loads, and draws from N(0, I) as it did."""
+    fitted = load_generator(tiny_run).generator.latent
+    assert fitted.mean.abs().sum() > 0  # training fitted it
+
+    def drop_prior(tensors, meta) -> None:
+        for key in [k for k in tensors if k.startswith("G_ema.latent.")]:
+            del tensors[key]
+
+    older = load_generator(_tampered(tiny_run, tmp_path / "older", drop_prior))
+    assert not older.generator.latent.mean.any()
+    assert torch.equal(older.generator.latent.scale, torch.eye(len(fitted.mean)))
+    z, cond = torch.randn(2, len(fitted.mean)), torch.zeros(2, older.generator.config.cond_in)
+    assert torch.equal(older.generator(z, cond), older.generator.decode(z, cond))
 
 
 def test_a_run_killed_while_writing_its_first_checkpoint_can_start_again(

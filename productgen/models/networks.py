@@ -23,6 +23,7 @@ __all__ = [
     "CondProjection",
     "Discriminator",
     "Generator",
+    "LatentPrior",
     "ModelConfig",
     "VAEEncoder",
     "channels",
@@ -116,13 +117,59 @@ class CondProjection(nn.Module):
         return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
 
 
+class LatentPrior(nn.Module):
+    """What a render's latent code is drawn from: N(mean, scale scale^T), made from N(0, I) noise.
+
+    A VAE's decoder learns only the codes its encoder gives photos (the aggregate posterior),
+    which the KL term pulls towards N(0, I) but does not put on it; drawing renders from that
+    distribution's own moments rather than from N(0, I) is Ghosh et al. 2020's ex-post density
+    estimation ("From Variational to Deterministic Autoencoders"). `observe` follows the moments
+    over training batches, so the decoder's prior samples in training are drawn as renders are.
+    Until something observes it (the GAN families never do) it is N(0, I) exactly.
+    """
+
+    def __init__(self, z_dim: int, momentum: float = 0.01) -> None:
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("mean", torch.zeros(z_dim))
+        self.register_buffer("scale", torch.eye(z_dim))  # lower-triangular Cholesky factor
+
+    @torch.no_grad()
+    def observe(self, mu: torch.Tensor, logvar: torch.Tensor) -> None:
+        """Move the moments towards a batch's posteriors N(mu, exp(logvar)), each (B, z_dim)."""
+        mu, var = mu.detach().double(), logvar.detach().double().exp()
+        mean, scale = self.mean.double(), self.scale.double()
+        second = scale @ scale.T + torch.outer(mean, mean)  # E[z z^T] so far
+        batch_second = mu.T @ mu / len(mu) + torch.diag(var.mean(0))
+        mean = mean.lerp(mu.mean(0), self.momentum)
+        second = second.lerp(batch_second, self.momentum)
+        jitter = 1e-6 * torch.eye(len(mean), dtype=mean.dtype, device=mean.device)
+        self.mean.copy_(mean)
+        self.scale.copy_(torch.linalg.cholesky(second - torch.outer(mean, mean) + jitter))
+
+    def forward(self, noise: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
+        """Codes (B, z_dim) for noise (B, z_dim); psi < 1 pulls them towards the mean."""
+        with torch.autocast(noise.device.type, enabled=False):  # noise keeps full precision
+            return self.mean + psi * (noise.float() @ self.scale.T)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # models saved before the prior existed drew from N(0, I): load them as exactly that
+        for name, value in self.named_buffers():
+            state_dict.setdefault(prefix + name, value)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
 def channels(base: int, levels: int) -> list[int]:
     # widest at 4x4, halving per level: 32 px, base 32 -> [256, 128, 64, 32]
     return [base * min(2 ** (levels - i), 8) for i in range(levels + 1)]
 
 
 class Generator(nn.Module):
-    """(z (B, z_dim), cond (B, cond_in)) -> image (B, 3, S, S) in [-1, 1]; psi < 1 truncates."""
+    """(noise (B, z_dim), cond (B, cond_in)) -> image (B, 3, S, S) in [-1, 1]; psi < 1 truncates.
+
+    Noise becomes a latent code through `latent` (N(0, I) unless a VAE fitted it); `decode` takes
+    a code as it is (the VAE's reconstructions of encoded photos).
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -134,9 +181,14 @@ class Generator(nn.Module):
         self.blocks = nn.ModuleList(UpBlock(ch[i], ch[i + 1], block_cond) for i in range(config.levels))
         self.out_bn = nn.BatchNorm2d(ch[-1])
         self.out = nn.Conv2d(ch[-1], 3, 3, padding=1)
+        self.latent = LatentPrior(config.z_dim)
 
-    def forward(self, z: torch.Tensor, cond: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
-        c = torch.cat([self.cond(cond), z * psi], dim=1)  # psi < 1: truncation towards z = 0
+    def forward(self, noise: torch.Tensor, cond: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
+        return self.decode(self.latent(noise, psi), cond)  # psi < 1: truncation towards the mean
+
+    def decode(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """A latent code (B, z_dim) and its condition -> image."""
+        c = torch.cat([self.cond(cond), z], dim=1)
         h = self.stem(c).view(z.shape[0], -1, 4, 4)  # (B, ch0, 4, 4)
         for block in self.blocks:
             h = block(h, c)  # doubles H, W
