@@ -145,7 +145,9 @@ class LatentPrior(nn.Module):
         second = second.lerp(batch_second, self.momentum)
         jitter = 1e-6 * torch.eye(len(mean), dtype=mean.dtype, device=mean.device)
         self.mean.copy_(mean)
-        self.scale.copy_(torch.linalg.cholesky(second - torch.outer(mean, mean) + jitter))
+        # cholesky_ex: the plain call checks its result on the host, a GPU sync every step; the
+        # covariance is positive definite by construction (posterior variances plus the jitter)
+        self.scale.copy_(torch.linalg.cholesky_ex(second - torch.outer(mean, mean) + jitter).L)
 
     def forward(self, noise: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
         """Codes (B, z_dim) for noise (B, z_dim); psi < 1 pulls them towards the mean."""
