@@ -17,6 +17,8 @@ back to the photo's own colour and identity for a colour it already has.
 VAE-GAN: Larsen et al. 2016, "Autoencoding beyond pixels": the same encoder and decoder, and a
 discriminator that judges both reconstructions and prior samples; the decoder also matches the
 real photo in the discriminator's feature space, which rewards texture a pixel loss averages out.
+Those two terms can start late (`adv_start`, VQGAN's disc_start): until then the discriminator
+learns only its attribute heads from photos, the cVAE's classifier, and costs a cVAE's step.
 """
 
 from __future__ import annotations
@@ -63,8 +65,10 @@ class LossWeights:
     adv: float = 1.0  # VAE-GAN: adversarial term of the encoder/decoder update
     diversity: float = 0.0  # GAN: reward for images that differ with the noise (DSGAN); 0: off
     # cVAE: its prior samples (what renders are) must be read as their row's attributes by a
-    # classifier trained beside it on the train split's photos only; per-image-sum units; 0: off
+    # classifier trained beside it on the train split's photos only; VAE-GAN: its reconstructions
+    # and prior samples, by the discriminator's heads; per-image-sum units; 0: off
     prior_aux: float = 0.0
+    adv_start: int = 0  # VAE-GAN: the step its adversarial and feature terms start (VQGAN's disc_start)
 
     def __post_init__(self) -> None:
         if self.adversarial not in ADVERSARIAL:
@@ -73,6 +77,8 @@ class LossWeights:
             )
         if not isinstance(self.r1_every, int) or self.r1_every < 1:
             raise ValueError(f"r1_every must be a positive integer, got {self.r1_every!r}")
+        if not isinstance(self.adv_start, int) or isinstance(self.adv_start, bool) or self.adv_start < 0:
+            raise ValueError(f"adv_start must be a step number (0 or more), got {self.adv_start!r}")
 
 
 def d_adversarial(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -293,6 +299,7 @@ class VAEGANLoss:
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One update; returns the losses as 0-d tensors (reading them waits for the device)."""
         x, cond, kind = batch.images, batch.conditions, self.w.adversarial
+        adversarial = batch.step >= self.w.adv_start
         z_prior = torch.randn(x.shape[0], self.G.config.z_dim, device=x.device)
         with self.autocast:
             mu, logvar = self.E(x, cond)
@@ -301,28 +308,37 @@ class VAEGANLoss:
             codes = torch.cat([z, self.G.latent(z_prior)])
             recon, prior = self.G.decode(codes, torch.cat([cond, cond])).chunk(2)
 
-            # discriminator: real photos against both kinds of generated image
             self.opt_d.zero_grad(set_to_none=True)
-            d_loss, _ = _d_loss(self.D, self.w, batch, torch.cat([prior, recon]), torch.cat([cond, cond]))
-        d_loss.backward()
-        self.opt_d.step()
+            if adversarial:  # real photos against both kinds of generated image
+                d_loss, _ = _d_loss(self.D, self.w, batch, torch.cat([prior, recon]), torch.cat([cond, cond]))
+            else:  # before: D learns only the attributes, from photos (the cVAE's classifier)
+                d_loss = self.w.aux * _aux_loss(_judge(self.D, self.w, x, cond)[1], batch.labels)
+        if d_loss.requires_grad:
+            d_loss.backward()
+            self.opt_d.step()
 
-        # encoder and decoder: the cVAE's objective, features of D, and fooling D
+        # encoder and decoder: the cVAE's objective, D's heads, and (once adversarial) D's
+        # features and fooling D
         self.opt_g.zero_grad(set_to_none=True)
+        zero = torch.zeros((), device=x.device)
         with self.autocast:
             rec = F.l1_loss(recon.float(), x, reduction="none").sum((1, 2, 3)).mean()
             kl = _vae_kl(mu, logvar)
-            with torch.no_grad():
-                target = self.D.feature_map(x).float()
-            fm = F.mse_loss(self.D.feature_map(recon).float(), target, reduction="none").sum((1, 2, 3)).mean()
             both = torch.cat([recon, prior])
             score, aux = _judge(self.D, self.w, both, torch.cat([cond, cond]))
-            g_adv = g_adversarial(kind, score)
             g_aux = _aux_loss(aux, {k: torch.cat([v, v]) for k, v in batch.labels.items()})
             g_loss = (
-                self.w.recon * rec + self.w.kl_vae * kl + self.w.feature_match * fm
-                + self.w.adv * g_adv + self.w.aux * g_aux + self.w.kl_cond * self.G.cond.kl
+                self.w.recon * rec + self.w.kl_vae * kl + self.w.prior_aux * g_aux
+                + self.w.kl_cond * self.G.cond.kl
             )  # fmt: skip
+            fm = g_adv = zero
+            if adversarial:
+                with torch.no_grad():
+                    target = self.D.feature_map(x).float()
+                fm = F.mse_loss(self.D.feature_map(recon).float(), target, reduction="none")
+                fm = fm.sum((1, 2, 3)).mean()
+                g_adv = g_adversarial(kind, score)
+                g_loss = g_loss + self.w.feature_match * fm + self.w.adv * g_adv
         g_loss.backward()
         self.opt_g.step()
         losses = {
@@ -332,6 +348,7 @@ class VAEGANLoss:
             "kl": kl,
             "feature_match": fm,
             "g_adv": g_adv,
+            "g_aux": g_aux,
         }
         return {k: v.detach() for k, v in losses.items()}
 

@@ -116,7 +116,9 @@ FAMILY_DEFAULTS: dict[str, dict[str, object]] = {
     # like the pixel loss (one SN discriminator's gradient is ~1/sqrt(pixels) per pixel)
     "vaegan": {
         "z_dim": 16, "lr_g": 1e-3, "cond_augment": False,
-        "weights": LossWeights(kl_vae=2.0, kl_cond=0.0, recon=1.0, feature_match=1.0, adv=20.0),
+        "weights": LossWeights(
+            kl_vae=2.0, kl_cond=0.0, recon=1.0, feature_match=1.0, adv=20.0, prior_aux=1.0
+        ),
     },
     "stylegan": {"weights": LossWeights(kl_cond=0.05, adversarial="nonsaturating", r1=1.0, r1_every=4)},
     "dcgan": {"beta1": 0.5, "aux_heads": False, "cond_augment": False,

@@ -117,6 +117,8 @@ def test_gradient_penalties_follow_the_settings() -> None:
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in D.parameters())
     with pytest.raises(ValueError, match="adversarial loss must be one of"):
         LossWeights(adversarial="wasserstein")
+    with pytest.raises(ValueError, match="adv_start must be a step number"):
+        LossWeights(adv_start=-1)
 
 
 def test_stylegan_mixes_styles_in_training_and_truncates_towards_its_condition() -> None:
@@ -183,13 +185,47 @@ def test_the_cvae_classifier_learns_from_photos_only_and_steers_the_prior_sample
     assert any(not torch.equal(a, b) for a, b in zip(G.parameters(), G2.parameters(), strict=True))
 
 
-def test_the_cvae_classifier_option_resumes_bit_for_bit(tiny_snapshot: Path, tmp_path: Path) -> None:
-    settings = {"family": "cvae", "weights": {"prior_aux": 20.0}}
+@pytest.mark.parametrize(
+    ("family", "weights", "network"),
+    [("cvae", {"prior_aux": 20.0}, "C."), ("vaegan", {"prior_aux": 10.0, "adv_start": 2}, "D.")],
+)
+def test_the_classifier_options_resume_bit_for_bit(
+    tiny_snapshot: Path, tmp_path: Path, family: str, weights: dict, network: str
+) -> None:
+    """The cVAE's classifier, and the VAE-GAN whose adversarial terms start at the resumed step."""
+    settings = {"family": family, "weights": weights}
     train(tiny_snapshot, tmp_path / "straight", _tiny(4, **settings))
     train(tiny_snapshot, tmp_path / "split", _tiny(2, **settings))
     train(tiny_snapshot, tmp_path / "split", _tiny(4, **settings), resume=True)
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
-    assert any(k.startswith("C.") for k in a) and [k for k in a if not torch.equal(a[k], b[k])] == []
+    assert any(k.startswith(network) for k in a) and [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+def test_the_vaegan_starts_its_adversarial_terms_at_adv_start() -> None:
+    """Before `adv_start` the VAE-GAN is the cVAE with its classifier: D learns only the attributes,
+    from photos (its real/fake score and projection stay as they were) and the decoder has no
+    adversarial or feature term; from that step on both come in."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(CONFIG, family="vaegan")
+    G, E, D = build_generator(config), VAEEncoder(config), Discriminator(config)
+    loss = VAEGANLoss(
+        G, E, D, torch.optim.Adam([*G.parameters(), *E.parameters()]), torch.optim.Adam(D.parameters()),
+        LossWeights(prior_aux=10.0, adv_start=3),
+    )  # fmt: skip
+    score_head = [p.detach().clone() for p in (*D.linear.parameters(), *D.embed.parameters())]
+    aux_head = [p.detach().clone() for p in D.aux.parameters()]
+
+    def moved(before, params) -> bool:
+        return any(not torch.equal(a, b) for a, b in zip(before, params, strict=True))
+
+    for step in range(3):
+        metrics = loss.step(_batch(step=step))
+        assert float(metrics["g_adv"]) == 0.0 and float(metrics["feature_match"]) == 0.0
+    assert not moved(score_head, [*D.linear.parameters(), *D.embed.parameters()])
+    assert moved(aux_head, D.aux.parameters()) and float(metrics["g_aux"]) > 0
+    metrics = loss.step(_batch(step=3))
+    assert float(metrics["g_adv"]) != 0.0 and float(metrics["feature_match"]) > 0.0
+    assert moved(score_head, [*D.linear.parameters(), *D.embed.parameters()])
 
 
 def test_the_latent_prior_is_n01_until_observed_then_draws_like_the_encoders_codes() -> None:
