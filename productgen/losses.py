@@ -132,6 +132,12 @@ def _judge(D: nn.Module, w: LossWeights, x: torch.Tensor, cond: torch.Tensor):
     return D(diff_augment(x) if w.augment else x, cond)
 
 
+def _photo_attributes(net: nn.Module, w: LossWeights, batch: Batch) -> torch.Tensor:
+    """The attribute heads' loss on the batch's real photos: how a classifier (the cVAE's C, the
+    VAE-GAN's D before its adversarial terms start) learns from photos only."""
+    return _aux_loss(_judge(net, w, batch.images, batch.conditions)[1], batch.labels)
+
+
 def _d_loss(D: nn.Module, w: LossWeights, batch: Batch, fake: torch.Tensor, fake_cond: torch.Tensor):
     """The discriminator's loss on real photos vs `fake` (detached), aux heads on real photos only,
     plus its regularisers; (loss, aux loss)."""
@@ -242,9 +248,7 @@ class VAELoss:
         if self.C is not None:
             self.opt_c.zero_grad(set_to_none=True)
             with self.autocast:
-                out["c_aux"] = _aux_loss(
-                    _judge(self.C, self.w, batch.images, batch.conditions)[1], batch.labels
-                )
+                out["c_aux"] = _photo_attributes(self.C, self.w, batch)
             out["c_aux"].backward()
             self.opt_c.step()
         self.opt.zero_grad(set_to_none=True)
@@ -312,7 +316,7 @@ class VAEGANLoss:
             if adversarial:  # real photos against both kinds of generated image
                 d_loss, _ = _d_loss(self.D, self.w, batch, torch.cat([prior, recon]), torch.cat([cond, cond]))
             else:  # before: D learns only the attributes, from photos (the cVAE's classifier)
-                d_loss = self.w.aux * _aux_loss(_judge(self.D, self.w, x, cond)[1], batch.labels)
+                d_loss = self.w.aux * _photo_attributes(self.D, self.w, batch)
         if d_loss.requires_grad:
             d_loss.backward()
             self.opt_d.step()
@@ -320,7 +324,6 @@ class VAEGANLoss:
         # encoder and decoder: the cVAE's objective, D's heads, and (once adversarial) D's
         # features and fooling D
         self.opt_g.zero_grad(set_to_none=True)
-        zero = torch.zeros((), device=x.device)
         with self.autocast:
             rec = F.l1_loss(recon.float(), x, reduction="none").sum((1, 2, 3)).mean()
             kl = _vae_kl(mu, logvar)
@@ -331,7 +334,7 @@ class VAEGANLoss:
                 self.w.recon * rec + self.w.kl_vae * kl + self.w.prior_aux * g_aux
                 + self.w.kl_cond * self.G.cond.kl
             )  # fmt: skip
-            fm = g_adv = zero
+            fm = g_adv = torch.zeros((), device=x.device)
             if adversarial:
                 with torch.no_grad():
                     target = self.D.feature_map(x).float()
