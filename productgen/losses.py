@@ -148,6 +148,20 @@ def _d_loss(D: nn.Module, w: LossWeights, batch: Batch, fake: torch.Tensor, fake
     return d_loss + d_regulariser(D, w, batch, fake[: len(batch.images)]), d_aux
 
 
+def _learn_prior(G: Generator, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """The conditional prior's loss: the likelihood of the encoder's codes (detached, so the
+    prior follows the codes and never moves them) given their rows."""
+    return G.prior.nll(z.detach(), cond)
+
+
+def _prior_samples(G: Generator, noise: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """The decoder on codes drawn as renders draw them; the draw itself is not trained through
+    (the prior learns from the encoder's codes only)."""
+    with torch.no_grad():
+        codes = G.codes(noise, cond)
+    return G.decode(codes, cond)
+
+
 def _vae_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).sum(1).mean()
 
@@ -261,8 +275,11 @@ class VAELoss:
             rec = F.l1_loss(recon.float(), batch.images, reduction="none").sum((1, 2, 3)).mean()
             kl = _vae_kl(mu, logvar)
             loss = rec + self.w.kl_vae * kl + self.w.kl_cond * self.G.cond.kl
+            if self.G.prior is not None:
+                out["prior_nll"] = _learn_prior(self.G, z, batch.conditions)
+                loss = loss + out["prior_nll"]
             if self.C is not None:
-                prior = self.G(torch.randn_like(mu), batch.conditions)  # drawn as renders are
+                prior = _prior_samples(self.G, torch.randn_like(mu), batch.conditions)
                 out["g_aux"] = _aux_loss(_judge(self.C, self.w, prior, batch.conditions)[1], batch.labels)
                 loss = loss + self.w.prior_aux * out["g_aux"]
         loss.backward()  # C's share of this is dropped (opt_c clears it first): C learns from photos only
@@ -309,7 +326,7 @@ class VAEGANLoss:
             mu, logvar = self.E(x, cond)
             z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
             self.G.latent.observe(mu, logvar)
-            codes = torch.cat([z, self.G.latent(z_prior)])
+            codes = torch.cat([z, self.G.codes(z_prior, cond).detach()])
             recon, prior = self.G.decode(codes, torch.cat([cond, cond])).chunk(2)
 
             self.opt_d.zero_grad(set_to_none=True)
@@ -334,6 +351,10 @@ class VAEGANLoss:
                 self.w.recon * rec + self.w.kl_vae * kl + self.w.prior_aux * g_aux
                 + self.w.kl_cond * self.G.cond.kl
             )  # fmt: skip
+            prior_nll = torch.zeros((), device=x.device)
+            if self.G.prior is not None:
+                prior_nll = _learn_prior(self.G, z, cond)
+                g_loss = g_loss + prior_nll
             fm = g_adv = torch.zeros((), device=x.device)
             if adversarial:
                 with torch.no_grad():
@@ -352,6 +373,7 @@ class VAEGANLoss:
             "feature_match": fm,
             "g_adv": g_adv,
             "g_aux": g_aux,
+            "prior_nll": prior_nll,
         }
         return {k: v.detach() for k, v in losses.items()}
 

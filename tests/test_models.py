@@ -13,7 +13,16 @@ import torch
 import torch.nn.functional as F
 
 from productgen.checkpoint import load_checkpoint
-from productgen.losses import Batch, GANLoss, LossWeights, VAEGANLoss, VAELoss, d_regulariser
+from productgen.losses import (
+    Batch,
+    GANLoss,
+    LossWeights,
+    VAEGANLoss,
+    VAELoss,
+    _learn_prior,
+    _prior_samples,
+    d_regulariser,
+)
 from productgen.models import (
     FAMILIES,
     FAMILY_NETWORKS,
@@ -22,6 +31,7 @@ from productgen.models import (
     VAEEncoder,
     build_generator,
 )
+from productgen.models.networks import ConditionalPrior
 from productgen.models.stylegan import StyleGenerator
 from productgen.render import RenderPipeline
 from productgen.train import train, train_config
@@ -187,13 +197,17 @@ def test_the_cvae_classifier_learns_from_photos_only_and_steers_the_prior_sample
 
 @pytest.mark.parametrize(
     ("family", "weights", "network"),
-    [("cvae", {"prior_aux": 20.0}, "C."), ("vaegan", {"prior_aux": 10.0, "adv_start": 2}, "D.")],
+    [
+        ("cvae", {"prior_aux": 20.0}, "C."),
+        ("vaegan", {"prior_aux": 10.0, "adv_start": 2}, "D."),
+        ("vaegan", {"prior_aux": 10.0}, "G.prior."),  # with its conditional prior (set below)
+    ],
 )
 def test_the_classifier_options_resume_bit_for_bit(
     tiny_snapshot: Path, tmp_path: Path, family: str, weights: dict, network: str
 ) -> None:
     """The cVAE's classifier, and the VAE-GAN whose adversarial terms start at the resumed step."""
-    settings = {"family": family, "weights": weights}
+    settings = {"family": family, "weights": weights, "prior_components": 4 if network == "G.prior." else 0}
     train(tiny_snapshot, tmp_path / "straight", _tiny(4, **settings))
     train(tiny_snapshot, tmp_path / "split", _tiny(2, **settings))
     train(tiny_snapshot, tmp_path / "split", _tiny(4, **settings), resume=True)
@@ -247,3 +261,57 @@ def test_the_latent_prior_is_n01_until_observed_then_draws_like_the_encoders_cod
     assert torch.allclose(torch.cov(codes.T), expected, atol=0.08)
     assert torch.allclose(G.latent(torch.randn(3, 16), psi=0.0), mean.expand(3, -1), atol=0.05)
     assert torch.equal(G(noise, cond), G.decode(G.latent(noise), cond))
+
+
+def test_the_conditional_prior_learns_each_rows_codes_and_draws_them_from_its_noise() -> None:
+    """A row's codes can sit in a region of their own with more than one mode: the prior learns
+    that from (code, condition) pairs alone, and turns render noise into codes deterministically,
+    the component picked in proportion to its weight and the noise's last value drawn anew."""
+    torch.manual_seed(0)
+    prior = ConditionalPrior(cond_in=2, z_dim=3, components=4, hidden=32)
+    opt = torch.optim.Adam(prior.parameters(), lr=1e-2)
+    rows = torch.eye(2)  # two rows: codes near +-3 (two modes) on the first, near (0, 2, 0) on the second
+
+    def codes(row: torch.Tensor) -> torch.Tensor:
+        first = torch.where(torch.rand(len(row), 1) < 0.7, 3.0, -3.0) * torch.tensor([1.0, 0, 0])
+        second = torch.tensor([0.0, 2.0, 0.0])
+        centre = torch.where(row[:, :1] > 0, first, second)
+        return centre + 0.3 * torch.randn(len(row), 3)
+
+    for _ in range(600):
+        row = rows[torch.randint(2, (256,))]
+        loss = prior.nll(codes(row), row)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        noise = torch.randn(20_000, 3)
+        first, second = prior(noise, rows[:1].expand(20_000, -1)), prior(noise, rows[1:].expand(20_000, -1))
+        again = prior(noise[:5], rows[:1].expand(5, -1))
+    assert torch.equal(first[:5], again)  # the same noise, the same code
+    assert abs(float((first[:, 0] > 0).float().mean()) - 0.7) < 0.03  # both modes, in their shares
+    assert float((first[:, 0].abs() - 3).abs().mean()) < 0.4 and float(first[:, 1:].abs().mean()) < 0.4
+    assert torch.allclose(second.mean(0), torch.tensor([0.0, 2.0, 0.0]), atol=0.05)
+    assert torch.allclose(second.std(0), torch.full((3,), 0.3), atol=0.05)  # the last noise value too
+    with torch.no_grad():  # truncation: onto the picked component's mean
+        centres = prior(noise, rows[1:].expand(20_000, -1), psi=0.0)
+    near = (centres - torch.tensor([0.0, 2.0, 0.0])).abs().amax(1) < 0.2
+    assert float(near.float().mean()) > 0.99  # (a component of negligible weight may sit elsewhere)
+
+
+def test_the_conditional_prior_learns_from_the_encoders_codes_only() -> None:
+    """The decoder's prior samples are drawn from it, but nothing trains it through them: its only
+    gradient is the codes' likelihood; the GAN families, without codes, cannot have one."""
+    config = dataclasses.replace(CONFIG, family="cvae", prior_components=4)
+    G = build_generator(config)
+    cond = torch.randn(8, CONFIG.cond_in)
+    _prior_samples(G, torch.randn(8, 16), cond).sum().backward()
+    assert all(p.grad is None for p in G.prior.parameters())
+    assert any(p.grad is not None for p in G.blocks.parameters())
+    _learn_prior(G, torch.randn(8, 16, requires_grad=True), cond).backward()
+    assert all(p.grad is not None for p in G.prior.parameters())
+    with pytest.raises(ValueError, match="cvae or vaegan"):
+        dataclasses.replace(CONFIG, family="cgan", prior_components=4)
+    # a model file from before the option exists loads as the unconditional prior it was built with
+    old = {k: v for k, v in config.to_json().items() if k != "prior_components"}
+    assert ModelConfig.from_json(old).prior_components == 0

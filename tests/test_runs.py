@@ -87,13 +87,15 @@ def test_an_untouched_model_loads(tiny_run: Path) -> None:
 
 
 def test_a_model_from_before_the_latent_prior_loads_drawing_from_n01(tiny_run: Path, tmp_path: Path) -> None:
-    """A cVAE saved before its renders drew from a fitted prior loads, and draws from N(0, I) as it did."""
+    """A cVAE saved before its renders drew from a fitted prior (or from one given the row, whose
+    setting its model_config lacks) loads, and draws from N(0, I) as it did."""
     fitted = load_generator(tiny_run).generator.latent
     assert fitted.mean.abs().sum() > 0  # training fitted it
 
     def drop_prior(tensors, meta) -> None:
-        for key in [k for k in tensors if k.startswith("G_ema.latent.")]:
+        for key in [k for k in tensors if k.startswith(("G_ema.latent.", "G_ema.prior."))]:
             del tensors[key]
+        del meta["model_config"]["prior_components"]
 
     older = load_generator(_tampered(tiny_run, tmp_path / "older", drop_prior))
     assert not older.generator.latent.mean.any()

@@ -21,6 +21,7 @@ from productgen.models.layers import DownBlock, UpBlock, sn
 __all__ = [
     "FAMILIES",
     "CondProjection",
+    "ConditionalPrior",
     "Discriminator",
     "Generator",
     "LatentPrior",
@@ -37,8 +38,10 @@ FAMILIES = ("cgan", "cvae", "vaegan", "stylegan", "dcgan")
 # that building the networks cannot exhaust memory.
 _BOUNDS = {
     "image_size": (8, 1024), "cond_in": (1, 65_536), "cond_dim": (1, 4096), "z_dim": (1, 4096),
-    "g_ch": (1, 1024), "d_ch": (1, 1024),
+    "g_ch": (1, 1024), "d_ch": (1, 1024), "prior_components": (0, 64),
 }  # fmt: skip
+# Keys added after models were first saved: a model file without one was built with this value.
+_ADDED_LATER = {"prior_components": 0}
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class ModelConfig:
     d_ch: int = 32
     cond_augment: bool = True  # StackGAN conditioning augmentation (Zhang et al. 2017)
     aux_classes: dict[str, int] = field(default_factory=dict)  # attribute -> number of classes
+    # the VAEs' render codes: > 0, a mixture of this many Gaussians given the condition
+    # (ConditionalPrior); 0, one Gaussian for every row (LatentPrior)
+    prior_components: int = 0
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -64,6 +70,8 @@ class ModelConfig:
                 raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
         if math.log2(self.image_size) != int(math.log2(self.image_size)):
             raise ValueError(f"image size must be a power of two from 8 to 1024, got {self.image_size}")
+        if self.prior_components and self.family not in ("cvae", "vaegan"):
+            raise ValueError("prior_components needs an encoder's codes to learn from: cvae or vaegan")
         if not isinstance(self.cond_augment, bool):
             raise ValueError(f"cond_augment must be true or false, got {self.cond_augment!r}")
         if not isinstance(self.aux_classes, dict) or len(self.aux_classes) > 16:
@@ -78,6 +86,7 @@ class ModelConfig:
         if not isinstance(content, dict):
             raise ValueError("model_config must be a JSON object")
         known = {f.name for f in fields(cls)}
+        content = {**_ADDED_LATER, **content}
         unknown, missing = sorted(set(content) - known), sorted(known - set(content))
         if unknown or missing:
             raise ValueError(f"model_config has unknown keys {unknown} or lacks {missing}")
@@ -161,6 +170,55 @@ class LatentPrior(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
+class ConditionalPrior(nn.Module):
+    """What a render's code is drawn from given its row: a mixture of Gaussians p(z | condition).
+
+    The codes an encoder gives photos depend on the row far more than their mean shows: a sandal's
+    codes and a coat's sit in differently shaped regions, and a title's words ("strappy", "ankle")
+    narrow them further. A small mixture density network (Bishop 1994) learns that distribution
+    from the encoder's codes, detached, by maximum likelihood (`nll`): Ghosh et al. 2020's ex-post
+    density estimation, given the condition, the role of Sohn et al. 2015's conditional prior
+    network. A render turns its noise into a code without extra randomness: the last noise value
+    picks the component by the inverse CDF of the mixture weights, and what is left of it inside
+    the picked interval, uniform again and independent of the pick, becomes that value anew.
+    """
+
+    def __init__(self, cond_in: int, z_dim: int, components: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.components, self.z_dim = components, z_dim
+        self.body = nn.Sequential(nn.Linear(cond_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
+        self.head = nn.Linear(hidden, components * (1 + 2 * z_dim))
+
+    def mixture(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log weights (B, K), means (B, K, z), log standard deviations (B, K, z))."""
+        with torch.autocast(cond.device.type, enabled=False):  # densities keep full precision
+            out = self.head(self.body(cond.float()))
+        k, z = self.components, self.z_dim
+        logits, mean, log_sd = out.split([k, k * z, k * z], dim=1)
+        return logits.log_softmax(1), mean.view(-1, k, z), log_sd.view(-1, k, z).clamp(-7, 3)
+
+    def nll(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood (nats per code) of codes (B, z) given their conditions."""
+        log_w, mean, log_sd = self.mixture(cond)
+        scaled = (z.float()[:, None] - mean) / log_sd.exp()
+        log_normal = (-0.5 * scaled.pow(2) - log_sd).sum(2) - 0.5 * self.z_dim * math.log(2 * math.pi)
+        return -(log_w + log_normal).logsumexp(1).mean()
+
+    def forward(self, noise: torch.Tensor, cond: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
+        """Codes (B, z_dim) for N(0, I) noise (B, z_dim); psi < 1 pulls each to its component's mean."""
+        log_w, mean, log_sd = self.mixture(cond)
+        weight, noise = log_w.exp(), noise.float()
+        u = torch.special.ndtr(noise[:, -1:]).clamp(1e-7, 1 - 1e-7)  # (B, 1) uniform
+        upper = weight.cumsum(1)
+        pick = torch.searchsorted(upper, u).clamp(max=self.components - 1)  # (B, 1)
+        width = weight.gather(1, pick)
+        left = ((u - upper.gather(1, pick) + width) / width).clamp(1e-6, 1 - 1e-6)  # uniform again
+        noise = torch.cat([noise[:, :-1], torch.special.ndtri(left)], dim=1)
+        rows = torch.arange(len(noise), device=noise.device)
+        k = pick.squeeze(1)
+        return mean[rows, k] + psi * log_sd[rows, k].exp() * noise
+
+
 def channels(base: int, levels: int) -> list[int]:
     # widest at 4x4, halving per level: 32 px, base 32 -> [256, 128, 64, 32]
     return [base * min(2 ** (levels - i), 8) for i in range(levels + 1)]
@@ -184,9 +242,18 @@ class Generator(nn.Module):
         self.out_bn = nn.BatchNorm2d(ch[-1])
         self.out = nn.Conv2d(ch[-1], 3, 3, padding=1)
         self.latent = LatentPrior(config.z_dim)
+        self.prior = (
+            ConditionalPrior(config.cond_in, config.z_dim, config.prior_components)
+            if config.prior_components
+            else None
+        )
 
     def forward(self, noise: torch.Tensor, cond: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
-        return self.decode(self.latent(noise, psi), cond)  # psi < 1: truncation towards the mean
+        return self.decode(self.codes(noise, cond, psi), cond)
+
+    def codes(self, noise: torch.Tensor, cond: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
+        """A render's latent code for its noise and condition; psi < 1: truncation towards the mean."""
+        return self.latent(noise, psi) if self.prior is None else self.prior(noise, cond, psi)
 
     def decode(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """A latent code (B, z_dim) and its condition -> image."""
