@@ -7,7 +7,8 @@ renders / accuracy on real.
     evaluate_run(run, snapshot)
       1. render every holdout description -> control accuracy and ratio; FID and precision/recall
          against the real holdout photos in the judge's feature space (real-vs-real beside them)
-      2. CAS (Ravuri & Vinyals 2019): a fresh judge trained on renders only, tested on real photos
+      2. CAS (Ravuri & Vinyals 2019): a fresh judge trained on renders only, tested on real photos,
+         beside the same judge trained on the same rows' real photos (its ceiling)
       3. paraphrases: prompts in words the catalog never used (productgen.paraphrase)
 
 Two settings (EVALUATIONS): "full" renders every holdout description with a 32-wide judge;
@@ -19,6 +20,8 @@ a narrower judge, in under 2 minutes on 2 cores. Every accuracy comes with its 9
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,18 +31,20 @@ import numpy as np
 import pandas as pd
 import torch
 
+from productgen.atomic import write_text_atomic
 from productgen.dataset import TrainingSet, load_training_set, training_fingerprint
 from productgen.judge import Judge, embed, judge_accuracy, load_or_train_judge, predict, relabel, train_judge
 from productgen.metrics import frechet_distance, precision_recall
 from productgen.paraphrase import paraphrase_set
 from productgen.registry import current_model, differences, fetch_model
 from productgen.render import RenderPipeline
+from productgen.snapshot import Snapshot
 from productgen.storage import ObjectStore
 from productgen.text import TextEncoder
 
 __all__ = [
-    "EVALUATIONS", "EvalConfig", "Evaluation", "evaluate_baseline", "evaluate_run", "protocol", "render_rows",
-    "score_renders", "settings_of", "stratified", "wilson",
+    "EVALUATIONS", "EvalConfig", "Evaluation", "cas_reference", "evaluate_baseline", "evaluate_run",
+    "protocol", "render_rows", "score_renders", "settings_of", "stratified", "wilson",
 ]  # fmt: skip
 
 
@@ -105,6 +110,49 @@ def classification_accuracy_score(
     """CAS (Ravuri & Vinyals 2019): a fresh judge trained on renders only, tested on real holdout photos."""
     fake = dataclasses.replace(train, images=renders)
     return train_judge(fake, holdout, epochs=epochs, classes=classes, width=width).real_accuracy
+
+
+_REFERENCE_BYTES = 64 * 1024  # a cached reference is a few numbers; anything larger is not one
+
+
+def cas_reference(
+    snapshot: Path,
+    rows: TrainingSet,
+    holdout: TrainingSet,
+    classes: dict[str, list[str]],
+    epochs: int,
+    width: int = 32,
+) -> dict[str, float]:
+    """CAS's ceiling: the same classifier (same rows, epochs, width and seed) trained on the real
+    photos of the rows CAS renders, tested on the same holdout photos. CAS's classifier sees a few
+    thousand images for a few epochs, so even real photos do not reach the judge's accuracy; a CAS
+    is read against this. It depends on the snapshot and the protocol, never on the model, so it
+    is kept in the snapshot's cache (a damaged or foreign cache file is computed again)."""
+    identity = [rows.fingerprint, holdout.fingerprint, list(rows.rows["sku"]), list(holdout.rows["sku"])]
+    key = hashlib.sha256(json.dumps([*identity, classes, epochs, width]).encode()).hexdigest()[:20]
+    path = Snapshot(snapshot).cache_file(f"cas-reference-{key}.json")
+    cached = _read_reference(path, set(classes))
+    if cached is not None:
+        return cached
+    accuracy = classification_accuracy_score(rows.images, rows, holdout, classes, epochs, width)
+    write_text_atomic(path, json.dumps({"accuracy": accuracy}) + "\n")
+    return accuracy
+
+
+def _read_reference(path: Path, attributes: set[str]) -> dict[str, float] | None:
+    """A cached reference's accuracies; None when absent or not what `cas_reference` writes."""
+    try:
+        with path.open("rb") as f:
+            accuracy = json.loads(f.read(_REFERENCE_BYTES + 1)).get("accuracy")
+    except (OSError, ValueError, AttributeError):
+        return None
+    valid = (
+        isinstance(accuracy, dict)
+        and len(accuracy) > 0
+        and set(accuracy) <= attributes
+        and all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in accuracy.values())
+    )
+    return accuracy if valid else None
 
 
 def paraphrase_control(
@@ -252,6 +300,10 @@ def evaluate_run(
     cas = classification_accuracy_score(
         cas_renders, cas_set, holdout, judge.classes, config.cas_epochs, config.judge_width
     )
+    say("CAS trained; its reference, the same classifier on real photos (cached per snapshot)")
+    reference = cas_reference(
+        snapshot, cas_set, holdout, judge.classes, config.cas_epochs, config.judge_width
+    )
 
     # 3. words the catalog never used
     say("CAS done; rendering paraphrases")
@@ -282,7 +334,13 @@ def evaluate_run(
         "holdout_population": population,  # holdout rows the rendered ones were sampled from
         "protocol": protocol(config, judge, training_fingerprint(snapshot, size, exclude_split="train")),
         "holdout": control,
-        "cas": {"accuracy": cas, "real_accuracy": judge.real_accuracy, "train_rows": len(cas_set)},
+        "cas": {
+            "accuracy": cas,
+            "real_accuracy": judge.real_accuracy,
+            "train_rows": len(cas_set),
+            "reference": reference,  # the same classifier trained on those rows' real photos
+            "ratio": {a: cas[a] / reference[a] for a in cas if reference.get(a)},
+        },
         "paraphrase": paraphrase,
         "gate": gate_metrics(control, paraphrase),
         "seconds": round(time.perf_counter() - started, 1),

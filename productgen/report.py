@@ -36,6 +36,12 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
+def _of_reference(cas: dict, attribute: str) -> str:
+    reference = cas.get("reference", {}).get(attribute)
+    ratio = cas.get("ratio", {}).get(attribute)
+    return "" if reference is None or ratio is None else f" ({_pct(reference)} real; {ratio:.2f})"
+
+
 def markdown_report(metrics: dict, contact_sheet: str | None = None) -> str:
     """eval.md: what a person reads to decide whether renders match the catalog.
 
@@ -60,7 +66,7 @@ def markdown_report(metrics: dict, contact_sheet: str | None = None) -> str:
             f"| {attribute} | {_pct(real[attribute])} | {_pct(holdout['accuracy'].get(attribute))}"
             f"{_interval(holdout.get('ci95', {}).get(attribute))}"
             f" | {holdout['ratio'].get(attribute, 0):.2f} | {_pct(para['accuracy'].get(attribute))}"
-            f" | {_pct(cas['accuracy'].get(attribute))} |"
+            f" | {_pct(cas['accuracy'].get(attribute))}{_of_reference(cas, attribute)} |"
         )
     lines += [
         "",
@@ -68,7 +74,8 @@ def markdown_report(metrics: dict, contact_sheet: str | None = None) -> str:
         "the accuracy over the rows rendered. Paraphrases: prompts in words the catalog",
         f"never used ({para['prompts']} prompts; hex colour codes alone: {_pct(para['hex_color_accuracy'])};"
         f" the text side named the right category for {_pct(para['category_read'])}). CAS: a classifier",
-        f"trained on {cas['train_rows']:,} renders only, tested on real holdout photos.",
+        f"trained on {cas['train_rows']:,} renders only, tested on real holdout photos; in brackets, the",
+        "same classifier trained on those rows' real photos (CAS's ceiling) and the ratio to it.",
         "",
         "## Do renders look like the real photos? (judge feature space)",
         "",

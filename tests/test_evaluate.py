@@ -17,7 +17,13 @@ from PIL import Image
 from productgen.catalog.schema import CATEGORIES, PALETTE
 from productgen.colors import find_colour, nearest_name
 from productgen.dataset import load_training_set
-from productgen.evaluate import score_renders, stratified, wilson
+from productgen.evaluate import (
+    cas_reference,
+    classification_accuracy_score,
+    score_renders,
+    stratified,
+    wilson,
+)
 from productgen.judge import judge_accuracy, relabel, train_judge
 from productgen.metrics import frechet_distance
 from productgen.paraphrase import paraphrase_set
@@ -117,6 +123,37 @@ def test_a_stratified_sample_keeps_the_mix_of_categories_and_colours() -> None:
     assert len(stratified(rows, 20_000)) == 10_000
 
 
+def test_cas_reference_is_the_classifier_on_real_photos_cached_per_snapshot(
+    tiny_snapshot: Path, tmp_path: Path, judged
+) -> None:
+    """CAS's ceiling: the CAS classifier trained on the real photos reads colour where one trained
+    on noise does not; it is cached in the snapshot, and a damaged cache file is computed again."""
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(tiny_snapshot, snapshot)
+    train = load_training_set(snapshot, 32, None, exclude_split="holdout")
+    holdout = load_training_set(snapshot, 32, None, exclude_split="train")
+    classes = judged[0].classes
+
+    def reference() -> dict[str, float]:
+        return cas_reference(snapshot, train, holdout, classes, epochs=40, width=16)
+
+    real = reference()
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randint(0, 256, train.images.shape, dtype=torch.uint8, generator=generator)
+    fake = classification_accuracy_score(noise, train, holdout, classes, epochs=40, width=16)
+    assert real["color"] >= 0.8 and fake["color"] < 0.4
+    (cached,) = (snapshot / ".cache").glob("cas-reference-*.json")
+    cached.write_text(json.dumps({"accuracy": {"color": 0.5, "category": 0.25}}))
+    assert reference() == {"color": 0.5, "category": 0.25}  # read, not trained again
+    damaged = [
+        "{", "null", json.dumps({"accuracy": {"color": 7.0}}), json.dumps({"accuracy": {"shape": 0.5}}),
+        json.dumps({"accuracy": {"color": 0.5}, "pad": "x" * 70_000}),  # larger than a reference is
+    ]  # fmt: skip
+    for text in damaged:
+        cached.write_text(text)
+        assert reference() == real
+
+
 def test_wilson_intervals() -> None:
     low, high = wilson(0.5, 100)
     assert abs(low - 0.4038) < 1e-3 and abs(high - 0.5962) < 1e-3
@@ -144,6 +181,9 @@ def test_evaluate_writes_report_and_contact_sheet(
     assert metrics["holdout"]["rows"] == 40 and metrics["paraphrase"]["prompts"] == 280
     assert metrics["paraphrase"]["dev"]["prompts"] == 280
     assert 0 <= metrics["cas"]["accuracy"]["color"] <= 1 and metrics["holdout"]["fid"] > 0
+    cas = metrics["cas"]
+    assert cas["ratio"]["color"] == pytest.approx(cas["accuracy"]["color"] / cas["reference"]["color"])
+    assert f"{100 * cas['reference']['color']:.1f}% real" in (run / "eval.md").read_text()
     assert "| color |" in (run / "eval.md").read_text()
     low, high = metrics["holdout"]["ci95"]["category"]
     assert low <= metrics["holdout"]["accuracy"]["category"] <= high
