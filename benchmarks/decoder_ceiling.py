@@ -1,0 +1,134 @@
+"""Benchmark: how far a cVAE's / VAE-GAN's renders are from what its decoder can do at all.
+
+Four image sets, each scored against the same stratified holdout photos in the quick evaluation's
+judge space (`productgen.evaluate.score_renders`; FID, precision / recall, category read):
+
+    paired      the encoder's codes of the holdout photos themselves, decoded with their rows:
+                each real photo has its own near-twin among them (a pairing renders never have)
+    ceiling     the encoder's codes of as many *train* photos, decoded with their own rows: the
+                decoder from real photos' codes, the best a prior over codes can give
+    renders     codes drawn as renders draw them, given the holdout rows
+    real        the train photos themselves (the floor)
+
+and the prior's fit to the encoder's codes, on train rows and on holdout rows: its negative
+log-likelihood per code (a prior over-fitted to train rows scores worse on holdout rows) and, per
+category, the spread of its draws over the spread of the encoder's codes (1.0: as wide as the codes).
+
+    .venv/bin/python benchmarks/decoder_ceiling.py SNAPSHOT RUN [--rows 2000] [--judge-epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from productgen.dataset import TrainingSet, load_training_set
+from productgen.evaluate import EVALUATIONS, _subset, score_renders, stratified
+from productgen.judge import load_or_train_judge, relabel
+from productgen.runs import TrainedGenerator, load_generator
+
+
+@torch.no_grad()
+def _codes(model: TrainedGenerator, data: TrainingSet, batch: int = 1000) -> torch.Tensor:
+    """Codes the encoder gives these photos (one posterior draw each), as training sees them."""
+    out = []
+    for i in range(0, len(data), batch):
+        images = data.images[i : i + batch].float() / 127.5 - 1
+        mu, logvar = model.encoder(images, data.conditions[i : i + batch])
+        out.append(mu + torch.randn_like(mu) * (0.5 * logvar).exp())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def _decode(model: TrainedGenerator, codes: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, S, S) images, as the judge reads renders."""
+    images = torch.cat(
+        [
+            model.generator.decode(codes[i : i + 1000], conditions[i : i + 1000])
+            for i in range(0, len(codes), 1000)
+        ]
+    )
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+@torch.no_grad()
+def prior_fit(model: TrainedGenerator, data: TrainingSet) -> dict[str, float]:
+    """The render prior's likelihood of the encoder's codes and its spread per category vs theirs."""
+    G, codes = model.generator, _codes(model, data)
+    drawn = G.codes(torch.randn_like(codes), data.conditions)
+    category = data.labels["category"]
+    spread = [
+        (drawn[category == k].std(0) / codes[category == k].std(0)).mean().item()
+        for k in category.unique()
+        if (category == k).sum() > 1
+    ]
+    nll = G.prior.nll(codes, data.conditions).item() if G.prior is not None else float("nan")
+    return {
+        "nll": nll,
+        "spread": sum(spread) / len(spread),
+        "spread_min": min(spread),
+        "spread_max": max(spread),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("snapshot", type=Path)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--judge-epochs", type=int, default=3, help="the judge's epochs (3: `make demo`'s)")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = load_generator(args.run)
+    if model.encoder is None:
+        raise SystemExit(
+            f"{args.run}: its model has no encoder (a cVAE's or VAE-GAN's has); nothing to measure"
+        )
+    width = EVALUATIONS["quick"].judge_width
+    judge = load_or_train_judge(
+        args.snapshot, model.generator.config.image_size, epochs=args.judge_epochs, width=width
+    )
+    size = model.generator.config.image_size
+    train = load_training_set(args.snapshot, size, model.conditioning, exclude_split="holdout")
+    holdout = load_training_set(args.snapshot, size, model.conditioning, exclude_split="train")
+    holdout = _subset(holdout, torch.from_numpy(stratified(holdout.rows, args.rows)))
+    others = _subset(train, torch.from_numpy(stratified(train.rows, args.rows, seed=1)))
+    reference = train.images[
+        torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: args.rows]
+    ]
+    noise = torch.randn(len(holdout), model.generator.config.z_dim)
+    sets = {
+        "paired": (_decode(model, _codes(model, holdout), holdout.conditions), holdout),
+        "ceiling": (_decode(model, _codes(model, others), others.conditions), others),
+        "renders": (
+            _decode(model, model.generator.codes(noise, holdout.conditions), holdout.conditions),
+            holdout,
+        ),
+        "real": (others.images, others),
+    }
+    print(f"| {args.run.name} | category | FID (floor) | precision / recall |")
+    print("|---|---|---|---|")
+    for name, (images, rows) in sets.items():
+        s = score_renders(
+            judge, images, relabel(rows, judge.classes), holdout.images, reference, rows=args.rows
+        )
+        print(
+            f"| {name} | {s['accuracy']['category']:.1%} | {s['fid']:.2f} ({s['fid_floor']:.2f}) "
+            f"| {s['precision']:.2f} / {s['recall']:.2f} |",
+            flush=True,
+        )
+    sample = torch.randperm(len(train), generator=torch.Generator().manual_seed(2))[: 5 * args.rows]
+    for split, data in (("train", _subset(train, sample)), ("holdout", holdout)):
+        fit = prior_fit(model, data)
+        print(
+            f"prior on {split} rows: {fit['nll']:.2f} nats per code; per category, draws' spread"
+            f" / codes' spread {fit['spread']:.3f} ({fit['spread_min']:.3f}-{fit['spread_max']:.3f})"
+        )
+
+
+if __name__ == "__main__":
+    main()
