@@ -25,9 +25,10 @@ from pathlib import Path
 import torch
 
 from productgen.dataset import TrainingSet, load_training_set
-from productgen.evaluate import EVALUATIONS, _subset, score_renders, stratified
+from productgen.evaluate import EVALUATIONS, _channels_first, _subset, score_renders, stratified
 from productgen.judge import load_or_train_judge, relabel
 from productgen.runs import TrainedGenerator, load_generator
+from productgen.sheets import to_uint8
 
 
 @torch.no_grad()
@@ -50,7 +51,7 @@ def _decode(model: TrainedGenerator, codes: torch.Tensor, conditions: torch.Tens
             for i in range(0, len(codes), 1000)
         ]
     )
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return _channels_first(to_uint8(images))
 
 
 @torch.no_grad()
