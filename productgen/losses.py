@@ -23,7 +23,8 @@ learns only its attribute heads from photos, the cVAE's classifier, and costs a 
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -127,6 +128,20 @@ def _aux_loss(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) 
     return total
 
 
+@contextmanager
+def _frozen(net: nn.Module) -> Iterator[None]:
+    """NET's parameters out of autograd while the generator's loss passes through it: their
+    gradients would be dropped unused (the next update of NET clears them first), and computing
+    them costs about a third of NET's backward pass. Gradients still flow through NET's input."""
+    flags = [p.requires_grad for p in net.parameters()]
+    net.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(net.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
 def _judge(D: nn.Module, w: LossWeights, x: torch.Tensor, cond: torch.Tensor):
     """D's (score, aux logits) on images as it sees them in training (DiffAugment when on)."""
     return D(diff_augment(x) if w.augment else x, cond)
@@ -211,7 +226,8 @@ class GANLoss:
         self.opt_g.zero_grad(set_to_none=True)
         with self.autocast:
             fake = self.G(z, batch.conditions)
-            fake_score, fake_aux = _judge(self.D, self.w, fake, batch.conditions)
+            with _frozen(self.D):
+                fake_score, fake_aux = _judge(self.D, self.w, fake, batch.conditions)
             g_adv = g_adversarial(self.w.adversarial, fake_score)
             g_aux = _aux_loss(fake_aux, batch.labels)
             g_kl = self.G.cond.kl
@@ -280,9 +296,10 @@ class VAELoss:
                 loss = loss + out["prior_nll"]
             if self.C is not None:
                 prior = _prior_samples(self.G, torch.randn_like(mu), batch.conditions)
-                out["g_aux"] = _aux_loss(_judge(self.C, self.w, prior, batch.conditions)[1], batch.labels)
+                with _frozen(self.C):
+                    out["g_aux"] = _aux_loss(_judge(self.C, self.w, prior, batch.conditions)[1], batch.labels)
                 loss = loss + self.w.prior_aux * out["g_aux"]
-        loss.backward()  # C's share of this is dropped (opt_c clears it first): C learns from photos only
+        loss.backward()  # C was frozen for it: C learns from photos only
         self.opt.step()
         return {k: v.detach() for k, v in {"loss": loss, "recon": rec, "kl": kl, **out}.items()}
 
@@ -341,7 +358,7 @@ class VAEGANLoss:
         # encoder and decoder: the cVAE's objective, D's heads, and (once adversarial) D's
         # features and fooling D
         self.opt_g.zero_grad(set_to_none=True)
-        with self.autocast:
+        with self.autocast, _frozen(self.D):
             rec = F.l1_loss(recon.float(), x, reduction="none").sum((1, 2, 3)).mean()
             kl = _vae_kl(mu, logvar)
             both = torch.cat([recon, prior])
@@ -422,7 +439,8 @@ class CycleLoss:
         self.opt_d.step()
 
         self.opt_g.zero_grad(set_to_none=True)
-        fake_score, fake_logits = self.D(fake, target)
+        with _frozen(self.D):
+            fake_score, fake_logits = self.D(fake, target)
         adv = g_adversarial("hinge", fake_score)
         cls = _aux_loss(fake_logits, {"color": target_colour})
         cyc = F.l1_loss(self.T(fake, own), x)

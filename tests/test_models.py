@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from productgen.losses import (
     LossWeights,
     VAEGANLoss,
     VAELoss,
+    _frozen,
     _learn_prior,
     _prior_samples,
     d_regulariser,
@@ -316,3 +318,26 @@ def test_the_conditional_prior_learns_from_the_encoders_codes_only() -> None:
     # a model file from before the option exists loads as the unconditional prior it was built with
     old = {k: v for k, v in config.to_json().items() if k != "prior_components"}
     assert ModelConfig.from_json(old).prior_components == 0
+
+
+def test_the_generators_update_leaves_the_judges_weights_out_of_autograd() -> None:
+    """While the generator's loss passes through D (or the cVAE's classifier) D is frozen: the
+    generator's gradient is exactly what it was through an unfrozen D, D gets none of its own
+    (it would be dropped unused), and D learns again afterwards."""
+    torch.manual_seed(0)
+    G, D = build_generator(CONFIG), Discriminator(CONFIG).eval()  # eval: one spectral-norm estimate
+    z, cond = torch.randn(4, 16), torch.randn(4, CONFIG.cond_in)
+
+    def grads(frozen: bool):
+        torch.manual_seed(1)  # the same conditioning-augmentation draw
+        G.zero_grad(set_to_none=True)
+        D.zero_grad(set_to_none=True)
+        with _frozen(D) if frozen else nullcontext():
+            score, aux = D(G(z, cond), cond)
+            (score.sum() + sum(logits.sum() for logits in aux.values())).backward()
+        return [p.grad for p in G.parameters()], [p.grad for p in D.parameters()]
+
+    (g_free, d_free), (g_frozen, d_frozen) = grads(False), grads(True)
+    assert all(a is not None and torch.equal(a, b) for a, b in zip(g_free, g_frozen, strict=True))
+    assert all(g is not None for g in d_free) and all(g is None for g in d_frozen)
+    assert all(p.requires_grad for p in D.parameters())
