@@ -17,7 +17,7 @@ from productgen.models import Discriminator, Generator, ModelConfig, VAEEncoder
 from productgen.models.augment import diff_augment
 from productgen.render import RenderPipeline, sample_sheet
 from productgen.runs import load_generator
-from productgen.train import train, train_config
+from productgen.train import bf16_native, train, train_config, uses_bf16
 
 TINY = {"batch_size": 16, "g_ch": 8, "d_ch": 8, "z_dim": 16, "cond_dim": 32, "sample_every": 1000,
         "checkpoint_every": 1000}  # fmt: skip
@@ -164,7 +164,14 @@ def test_presets_and_overrides_fail_loudly_when_unknown() -> None:
         train_config("fast")
     with pytest.raises(ValueError, match="unknown training setting"):
         train_config("cpu-demo", batchsize=3)
-    assert train_config("gpu").amp and not train_config("cpu-demo").amp
+    assert train_config("gpu").amp is True and train_config("cpu-demo").amp == "auto"
+    # "auto": bf16 only where the hardware computes it (elsewhere a CPU emulates it, slower)
+    cpu = torch.device("cpu")
+    assert uses_bf16(train_config("cpu-demo"), cpu) == bf16_native(cpu)
+    assert not uses_bf16(train_config("cpu-demo", amp=False), cpu)
+    assert not bf16_native(torch.device("meta"))
+    with pytest.raises(ValueError, match='amp must be true, false or "auto"'):
+        uses_bf16(train_config("cpu-demo", amp="yes"), cpu)
     assert train_config("cpu-demo").family == "cvae" and train_config("gpu").family == "vaegan"
     assert train_config("cpu-demo", family="cgan").family == "cgan"
     assert not train_config("gpu", family="cvae").cond_augment
