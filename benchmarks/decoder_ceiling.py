@@ -3,11 +3,12 @@
 Four image sets, each scored against the same stratified holdout photos in the quick evaluation's
 judge space (`productgen.evaluate.score_renders`; FID, precision / recall, category read):
 
-    paired      the encoder's codes of the holdout photos themselves, decoded with their rows:
+    paired      the encoder's codes of the holdout photos themselves, decoded with their rows
+                (and, with a detail code, the photos' own detail):
                 each real photo has its own near-twin among them (a pairing renders never have)
     ceiling     the encoder's codes of as many *train* photos, decoded with their own rows: the
                 decoder from real photos' codes, the best a prior over codes can give
-    renders     codes drawn as renders draw them, given the holdout rows
+    renders     the generator on render noise, given the holdout rows (as renders are made)
     real        the train photos themselves (the floor)
 
 and the prior's fit to the encoder's codes, on train rows and on holdout rows: its negative
@@ -32,32 +33,36 @@ from productgen.sheets import to_uint8
 
 
 @torch.no_grad()
-def _codes(model: TrainedGenerator, data: TrainingSet, batch: int = 1000) -> torch.Tensor:
-    """Codes the encoder gives these photos (one posterior draw each), as training sees them."""
-    out = []
+def _codes(model: TrainedGenerator, data: TrainingSet, batch: int = 1000):
+    """Codes the encoder gives these photos (one posterior draw each), as training sees them, and
+    its features of them at 8 x 8 when the model has a detail code (else None)."""
+    codes, photos, detail = [], [], model.generator.config.detail_ch > 0
     for i in range(0, len(data), batch):
         images = data.images[i : i + batch].float() / 127.5 - 1
-        mu, logvar = model.encoder(images, data.conditions[i : i + batch])
-        out.append(mu + torch.randn_like(mu) * (0.5 * logvar).exp())
-    return torch.cat(out)
+        mu, logvar, *photo = model.encoder(images, data.conditions[i : i + batch], detail=detail)
+        codes.append(mu + torch.randn_like(mu) * (0.5 * logvar).exp())
+        photos += photo
+    return torch.cat(codes), torch.cat(photos) if photos else None
 
 
 @torch.no_grad()
-def _decode(model: TrainedGenerator, codes: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 3, S, S) images, as the judge reads renders."""
-    images = torch.cat(
-        [
-            model.generator.decode(codes[i : i + 1000], conditions[i : i + 1000])
-            for i in range(0, len(codes), 1000)
-        ]
-    )
-    return _channels_first(to_uint8(images))
+def _decode(model: TrainedGenerator, conditions: torch.Tensor, codes=None, photos=None, noise=None):
+    """uint8 (N, 3, S, S) images, as the judge reads renders: the decoder on codes (with the
+    photos' detail, the posterior's mean), or the generator on render noise."""
+    G, parts = model.generator, []
+    for i in range(0, len(conditions), 1000):
+        at, cond = slice(i, i + 1000), conditions[i : i + 1000]
+        if noise is not None:
+            parts.append(G(noise[at], cond))
+        else:
+            parts.append(G.decode(codes[at], cond, photo=photos[at] if photos is not None else None))
+    return _channels_first(to_uint8(torch.cat(parts)))
 
 
 @torch.no_grad()
 def prior_fit(model: TrainedGenerator, data: TrainingSet) -> dict[str, float]:
     """The render prior's likelihood of the encoder's codes and its spread per category vs theirs."""
-    G, codes = model.generator, _codes(model, data)
+    G, codes = model.generator, _codes(model, data)[0]
     drawn = G.codes(torch.randn_like(codes), data.conditions)
     category = data.labels["category"]
     spread = [
@@ -101,14 +106,11 @@ def main() -> None:
     reference = train.images[
         torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: args.rows]
     ]
-    noise = torch.randn(len(holdout), model.generator.config.z_dim)
+    noise = torch.randn(len(holdout), model.generator.config.noise_dim)
     sets = {
-        "paired": (_decode(model, _codes(model, holdout), holdout.conditions), holdout),
-        "ceiling": (_decode(model, _codes(model, others), others.conditions), others),
-        "renders": (
-            _decode(model, model.generator.codes(noise, holdout.conditions), holdout.conditions),
-            holdout,
-        ),
+        "paired": (_decode(model, holdout.conditions, *_codes(model, holdout)), holdout),
+        "ceiling": (_decode(model, others.conditions, *_codes(model, others)), others),
+        "renders": (_decode(model, holdout.conditions, noise=noise), holdout),
         "real": (others.images, others),
     }
     print(f"| {args.run.name} | category | FID (floor) | precision / recall |")

@@ -56,6 +56,7 @@ class LossWeights:
     aux: float = 1.0  # auxiliary attribute classification (GAN)
     kl_cond: float = 1.0  # conditioning augmentation KL
     kl_vae: float = 1.0  # VAE latent KL (beta)
+    kl_detail: float = 1.0  # cVAE: the detail code's KL to its prior (ModelConfig.detail_ch)
     augment: bool = True  # DiffAugment translation + cutout (GAN)
     adversarial: str = "hinge"  # one of ADVERSARIAL
     gp: float = 10.0  # WGAN-GP's gradient penalty (lambda)
@@ -170,11 +171,11 @@ def _learn_prior(G: Generator, z: torch.Tensor, cond: torch.Tensor) -> torch.Ten
 
 
 def _prior_samples(G: Generator, noise: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-    """The decoder on codes drawn as renders draw them; the draw itself is not trained through
-    (the prior learns from the encoder's codes only)."""
+    """The decoder on codes drawn as renders draw them, from noise (B, noise_dim); the draw itself
+    is not trained through (the priors learn from the encoder's codes only)."""
     with torch.no_grad():
         codes = G.codes(noise, cond)
-    return G.decode(codes, cond)
+    return G.decode(codes, cond, noise[:, G.config.z_dim :])
 
 
 def _vae_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -283,19 +284,23 @@ class VAELoss:
             self.opt_c.step()
         self.opt.zero_grad(set_to_none=True)
         with self.autocast:
-            mu, logvar = self.E(batch.images, batch.conditions)
+            mu, logvar, *photo = self.E(batch.images, batch.conditions, detail=self.G.detail is not None)
             z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
             self.G.latent.observe(mu, logvar)
-            recon = self.G.decode(z, batch.conditions)
+            recon = self.G.decode(z, batch.conditions, photo=photo[0] if photo else None)
             # per-image sums: a Gaussian likelihood whose scale suits [-1, 1] pixels
             rec = F.l1_loss(recon.float(), batch.images, reduction="none").sum((1, 2, 3)).mean()
             kl = _vae_kl(mu, logvar)
             loss = rec + self.w.kl_vae * kl + self.w.kl_cond * self.G.cond.kl
+            if self.G.detail is not None:
+                out["kl_detail"] = self.G.detail.kl
+                loss = loss + self.w.kl_detail * out["kl_detail"]
             if self.G.prior is not None:
                 out["prior_nll"] = _learn_prior(self.G, z, batch.conditions)
                 loss = loss + out["prior_nll"]
             if self.C is not None:
-                prior = _prior_samples(self.G, torch.randn_like(mu), batch.conditions)
+                noise = torch.randn(len(mu), self.G.config.noise_dim, device=mu.device)
+                prior = _prior_samples(self.G, noise, batch.conditions)
                 with _frozen(self.C):
                     out["g_aux"] = _aux_loss(_judge(self.C, self.w, prior, batch.conditions)[1], batch.labels)
                 loss = loss + self.w.prior_aux * out["g_aux"]

@@ -200,7 +200,7 @@ class RenderPipeline:
         if conditions.ndim != 2 or conditions.shape[1] != expected:
             raise ValueError(f"conditions of shape {conditions.shape}; the model takes (N, {expected})")
         # 3-5. noise per seed, generate in batches, decode to uint8
-        z_dim = self.generator.config.z_dim
+        noise_dim = self.generator.config.noise_dim
         device = next(self.generator.parameters()).device
         # on CPU every generator call has the same shape and one thread: see same_kernels
         rows = self.batch_size if device.type == "cuda" else GENERATE_ROWS
@@ -209,8 +209,8 @@ class RenderPipeline:
             for start in range(0, n, rows):
                 batch = slice(start, start + rows)
                 z = torch.stack(
-                    [torch.randn(z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds[batch]]
-                )  # (B, z_dim)
+                    [torch.randn(noise_dim, generator=torch.Generator().manual_seed(s)) for s in seeds[batch]]
+                )  # (B, noise_dim): the code's values first (a model without a detail code: z_dim)
                 c = torch.from_numpy(np.ascontiguousarray(conditions[batch], np.float32))  # (B, C)
                 k = len(z)
                 if device.type != "cuda" and k < rows:  # pad with copies of the first row

@@ -203,13 +203,17 @@ def test_the_cvae_classifier_learns_from_photos_only_and_steers_the_prior_sample
         ("cvae", {"prior_aux": 20.0}, "C."),
         ("vaegan", {"prior_aux": 10.0, "adv_start": 2}, "D."),
         ("vaegan", {"prior_aux": 10.0}, "G.prior."),  # with its conditional prior (set below)
+        ("cvae", {"prior_aux": 20.0}, "G.detail."),  # with its detail code (set below)
     ],
 )
 def test_the_classifier_options_resume_bit_for_bit(
     tiny_snapshot: Path, tmp_path: Path, family: str, weights: dict, network: str
 ) -> None:
     """The cVAE's classifier, and the VAE-GAN whose adversarial terms start at the resumed step."""
-    settings = {"family": family, "weights": weights, "prior_components": 4 if network == "G.prior." else 0}
+    settings = {
+        "family": family, "weights": weights, "prior_components": 4 if network == "G.prior." else 0,
+        "detail_ch": 2 if network == "G.detail." else 0,
+    }  # fmt: skip
     train(tiny_snapshot, tmp_path / "straight", _tiny(4, **settings))
     train(tiny_snapshot, tmp_path / "split", _tiny(2, **settings))
     train(tiny_snapshot, tmp_path / "split", _tiny(4, **settings), resume=True)
@@ -341,3 +345,47 @@ def test_the_generators_update_leaves_the_judges_weights_out_of_autograd() -> No
     assert all(a is not None and torch.equal(a, b) for a, b in zip(g_free, g_frozen, strict=True))
     assert all(g is not None for g in d_free) and all(g is None for g in d_frozen)
     assert all(p.requires_grad for p in D.parameters())
+
+
+def test_the_detail_code_learns_from_photos_and_draws_from_its_own_noise() -> None:
+    """The cVAE's spatial detail code: its prior and posterior learn from the KL between them only
+    (a prior sample trains the decoder, not them); a render is a function of its noise, the code's
+    values first, so the detail noise changes only the detail; out of training a photo's detail
+    is its posterior's mean; the densities do not follow the scale of the features they read
+    (which the BatchNorm after them leaves free); and the option is the cVAE's, absent from older
+    model files."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(CONFIG, family="cvae", detail_ch=2, prior_components=2)
+    assert config.noise_dim == 16 + 2 * 64
+    G, E = build_generator(config), VAEEncoder(config)
+    detail = [*G.detail.prior.parameters(), *G.detail.posterior.parameters()]
+    torch.nn.init.normal_(G.detail.inject.weight, std=0.5)  # as if trained: the code shows
+    cond, x = torch.randn(8, CONFIG.cond_in), torch.rand(8, 3, 32, 32) * 2 - 1
+
+    _prior_samples(G, torch.randn(8, config.noise_dim), cond).sum().backward()
+    assert all(p.grad is None for p in detail) and G.detail.inject.weight.grad is not None
+    mu, _, photo = E(x, cond, detail=True)
+    assert photo.shape == (8, 32, 8, 8)
+    G.decode(mu, cond, photo=photo)
+    assert float(G.detail.kl.detach()) > 0
+    G.detail.kl.backward()
+    assert all(p.grad is not None for p in detail)
+
+    G.eval()
+    with torch.no_grad():
+        noise = torch.randn(8, config.noise_dim)
+        other = torch.cat([noise[:, :16], torch.randn(8, 128)], dim=1)
+        image, again, changed = G(noise, cond), G(noise, cond), G(other, cond)
+        assert torch.equal(image, again) and not torch.equal(image, changed)
+        assert torch.equal(G.codes(noise, cond), G.codes(other, cond))
+        assert torch.equal(G.decode(mu, cond, photo=photo), G.decode(mu, cond, photo=photo))
+        assert torch.equal(G(noise, cond, psi=0.0), G.decode(G.codes(noise, cond, psi=0.0), cond))
+        h = torch.randn(8, G.detail.inject.out_channels, 8, 8)
+        G.detail(h, photo=photo)
+        kl = G.detail.kl
+        G.detail(h * 100, photo=photo * 100)
+        assert torch.allclose(G.detail.kl, kl, rtol=1e-3)
+    with pytest.raises(ValueError, match="cVAE"):
+        dataclasses.replace(CONFIG, family="vaegan", detail_ch=2)
+    old = {k: v for k, v in config.to_json().items() if k != "detail_ch"}
+    assert ModelConfig.from_json(old).detail_ch == 0

@@ -22,6 +22,7 @@ __all__ = [
     "FAMILIES",
     "CondProjection",
     "ConditionalPrior",
+    "DetailLatent",
     "Discriminator",
     "Generator",
     "LatentPrior",
@@ -38,10 +39,10 @@ FAMILIES = ("cgan", "cvae", "vaegan", "stylegan", "dcgan")
 # that building the networks cannot exhaust memory.
 _BOUNDS = {
     "image_size": (8, 1024), "cond_in": (1, 65_536), "cond_dim": (1, 4096), "z_dim": (1, 4096),
-    "g_ch": (1, 1024), "d_ch": (1, 1024), "prior_components": (0, 64),
+    "g_ch": (1, 1024), "d_ch": (1, 1024), "prior_components": (0, 64), "detail_ch": (0, 16),
 }  # fmt: skip
 # Keys added after models were first saved: a model file without one was built with this value.
-_ADDED_LATER = {"prior_components": 0}
+_ADDED_LATER = {"prior_components": 0, "detail_ch": 0}
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class ModelConfig:
     # the VAEs' render codes: > 0, a mixture of this many Gaussians given the condition
     # (ConditionalPrior); 0, one Gaussian for every row (LatentPrior)
     prior_components: int = 0
+    # the cVAE's second, spatial code (DetailLatent): this many channels at 8 x 8; 0: none
+    detail_ch: int = 0
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -72,6 +75,8 @@ class ModelConfig:
             raise ValueError(f"image size must be a power of two from 8 to 1024, got {self.image_size}")
         if self.prior_components and self.family not in ("cvae", "vaegan"):
             raise ValueError("prior_components needs an encoder's codes to learn from: cvae or vaegan")
+        if self.detail_ch and self.family != "cvae":
+            raise ValueError("detail_ch is the cVAE's: its prior learns from the encoder's photos")
         if not isinstance(self.cond_augment, bool):
             raise ValueError(f"cond_augment must be true or false, got {self.cond_augment!r}")
         if not isinstance(self.aux_classes, dict) or len(self.aux_classes) > 16:
@@ -95,6 +100,11 @@ class ModelConfig:
     @property
     def levels(self) -> int:
         return int(math.log2(self.image_size // 4))
+
+    @property
+    def noise_dim(self) -> int:
+        """How many N(0, I) values one image is drawn from: the code's, then the detail code's."""
+        return self.z_dim + self.detail_ch * DetailLatent.SIZE**2
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -219,6 +229,64 @@ class ConditionalPrior(nn.Module):
         return mean[rows, k] + psi * log_sd[rows, k].exp() * noise
 
 
+class DetailLatent(nn.Module):
+    """A second code, spatial, for what one code per image cannot carry: a print, a knit, where
+    the laces run. A two-level top-down VAE in miniature (Sonderby et al. 2016, "Ladder Variational
+    Autoencoders"; Vahdat & Kautz 2020, NVAE): at 8 x 8 the decoder's features, which already know
+    the item's code and row, give a Gaussian prior per position; in training the posterior also
+    sees the encoder's features of the photo at 8 x 8, and `kl` is its KL to that prior (nats per
+    image). Both read their inputs normalised: the networks after them normalise (BatchNorm), so
+    the scale of those features is free to drift, and densities read from a drifting scale
+    diverged (measured). The code enters the features through a convolution that starts at zero,
+    so a model starts as the one-code decoder. Out of training the posterior is its mean; a render
+    draws from the prior with its own noise values.
+    """
+
+    SIZE = 8
+
+    def __init__(self, channels: int, photo_channels: int, detail_ch: int) -> None:
+        super().__init__()
+        self.detail_ch = detail_ch
+        self.prior = nn.Conv2d(channels, 2 * detail_ch, 3, padding=1)
+        self.posterior = nn.Conv2d(channels + photo_channels, 2 * detail_ch, 3, padding=1)
+        self.inject = nn.Conv2d(detail_ch, channels, 3, padding=1)
+        nn.init.zeros_(self.inject.weight)
+        nn.init.zeros_(self.inject.bias)
+        self.kl = torch.zeros(())
+
+    @staticmethod
+    def _gaussian(conv: nn.Conv2d, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, log sd), each (B, detail_ch, 8, 8), in full precision: the KL divides by the sd."""
+        with torch.autocast(h.device.type, enabled=False):
+            mean, log_sd = conv(h).chunk(2, dim=1)
+        return mean, log_sd.clamp(-4, 2)
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        photo: torch.Tensor | None = None,
+        psi: float = 1.0,
+    ) -> torch.Tensor:
+        """Features h (B, C, 8, 8) with the detail code added. With `photo` (the encoder's 8 x 8
+        features) the code comes from the posterior; else from the prior, with `noise`
+        (B, detail_ch * 64) N(0, I) values scaled by psi, or its mean when there is none."""
+        read = F.group_norm(h.float(), 1)
+        mean, log_sd = self._gaussian(self.prior, read)
+        if photo is not None:
+            seen = torch.cat([read, F.group_norm(photo.float(), 1)], dim=1)
+            q_mean, q_log_sd = self._gaussian(self.posterior, seen)
+            code = q_mean + q_log_sd.exp() * torch.randn_like(q_mean) if self.training else q_mean
+            ratio = (q_log_sd - log_sd).exp().pow(2) + ((q_mean - mean) / log_sd.exp()).pow(2)
+            self.kl = (0.5 * (ratio - 1) - (q_log_sd - log_sd)).sum((1, 2, 3)).mean()
+        elif noise is None:
+            code = mean
+        else:  # a draw is not trained through: the prior learns from the posterior only (kl)
+            noise = noise.float().view(len(h), self.detail_ch, self.SIZE, self.SIZE)
+            code = (mean + psi * log_sd.exp() * noise).detach()
+        return h + self.inject(code.to(h.dtype))
+
+
 def channels(base: int, levels: int) -> list[int]:
     # widest at 4x4, halving per level: 32 px, base 32 -> [256, 128, 64, 32]
     return [base * min(2 ** (levels - i), 8) for i in range(levels + 1)]
@@ -247,20 +315,40 @@ class Generator(nn.Module):
             if config.prior_components
             else None
         )
+        self.detail = (
+            DetailLatent(ch[1], encoder_channels(config)[config.levels - 1], config.detail_ch)
+            if config.detail_ch
+            else None
+        )
 
     def forward(self, noise: torch.Tensor, cond: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
-        return self.decode(self.codes(noise, cond, psi), cond)
+        """Images for noise (B, config.noise_dim): the code's values, then the detail code's."""
+        return self.decode(self.codes(noise, cond, psi), cond, noise[:, self.config.z_dim :], psi=psi)
 
     def codes(self, noise: torch.Tensor, cond: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
-        """A render's latent code for its noise and condition; psi < 1: truncation towards the mean."""
+        """A render's latent code for its noise (its first z_dim values) and condition; psi < 1:
+        truncation towards the mean."""
+        noise = noise[:, : self.config.z_dim]
         return self.latent(noise, psi) if self.prior is None else self.prior(noise, cond, psi)
 
-    def decode(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """A latent code (B, z_dim) and its condition -> image."""
+    def decode(
+        self,
+        z: torch.Tensor,
+        cond: torch.Tensor,
+        detail: torch.Tensor | None = None,
+        *,
+        photo: torch.Tensor | None = None,
+        psi: float = 1.0,
+    ) -> torch.Tensor:
+        """A latent code (B, z_dim) and its condition -> image. With a detail code (DetailLatent):
+        `photo`, the encoder's features of a photo, gives it; else its noise `detail`
+        (B, detail_ch * 64), or the prior's mean when that is None or empty."""
         c = torch.cat([self.cond(cond), z], dim=1)
         h = self.stem(c).view(z.shape[0], -1, 4, 4)  # (B, ch0, 4, 4)
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             h = block(h, c)  # doubles H, W
+            if i == 0 and self.detail is not None:
+                h = self.detail(h, detail if detail is not None and detail.numel() else None, photo, psi)
         return torch.tanh(self.out(F.relu(self.out_bn(h))))
 
 
@@ -288,20 +376,27 @@ class Discriminator(nn.Module):
         return self.blocks(x)
 
 
+def encoder_channels(config: ModelConfig) -> list[int]:
+    """The encoder's widths, full size first: entry i is its output after i halvings."""
+    return list(reversed(channels(config.d_ch, config.levels)))
+
+
 class VAEEncoder(nn.Module):
-    """(image (B, 3, S, S), cond (B, cond_in)) -> (mu, logvar), each (B, z_dim)."""
+    """(image (B, 3, S, S), cond (B, cond_in)) -> (mu, logvar), each (B, z_dim); with
+    `detail=True` also its features at 8 x 8 (B, C, 8, 8), what a DetailLatent's posterior sees."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        ch = list(reversed(channels(config.d_ch, config.levels)))
+        ch = encoder_channels(config)
         layers: list[nn.Module] = [nn.Conv2d(3, ch[0], 3, padding=1)]
         for i in range(config.levels):
-            c_out = ch[min(i + 1, len(ch) - 1)]
-            layers += [nn.BatchNorm2d(ch[i]), nn.LeakyReLU(0.2), nn.Conv2d(ch[i], c_out, 4, 2, 1)]
+            layers += [nn.BatchNorm2d(ch[i]), nn.LeakyReLU(0.2), nn.Conv2d(ch[i], ch[i + 1], 4, 2, 1)]
         self.features = nn.Sequential(*layers)
+        self.at_8 = 1 + 3 * (config.levels - 1)  # layers up to the 8 x 8 output
         self.head = nn.Linear(ch[-1] * 16 + config.cond_in, 2 * config.z_dim)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.features(x).flatten(1)  # (B, ch[-1] * 4 * 4)
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, *, detail: bool = False):
+        photo = self.features[: self.at_8](x)  # (B, C, 8, 8)
+        h = self.features[self.at_8 :](photo).flatten(1)  # (B, ch[-1] * 4 * 4)
         mu, logvar = self.head(torch.cat([h, cond], dim=1)).chunk(2, dim=1)
-        return mu, logvar.clamp(-10, 10)
+        return (mu, logvar.clamp(-10, 10)) + ((photo,) if detail else ())
