@@ -83,7 +83,7 @@ class PngDataset(Dataset):
 def baseline_images_per_s(snap: Path, config, steps: int, workers: int) -> float:
     device = pick_device(config.device)
     layout = Snapshot(snap)
-    conditions, rows = snapshot_conditions(layout, ConditionConfig.for_snapshot(layout))
+    conditions, rows, _ = snapshot_conditions(layout, ConditionConfig.for_snapshot(layout))
     root = layout.image_root()
     train_rows = (rows["split"] == "train").to_numpy()
     paths = [str(root / p) for p in rows["image"][train_rows]]
