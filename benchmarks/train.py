@@ -37,7 +37,7 @@ from productgen.catalog.ingest import ingest
 from productgen.conditioning import ConditionConfig, snapshot_conditions
 from productgen.losses import Batch
 from productgen.snapshot import Snapshot
-from productgen.train import _build, pick_device, train, train_config
+from productgen.train import _build, pick_device, train, train_config, uses_bf16
 
 
 def _snapshot(root: Path, rows: int, synthetic: bool) -> Path:
@@ -94,7 +94,7 @@ def baseline_images_per_s(snap: Path, config, steps: int, workers: int) -> float
 
     # _build only reads the condition width when there are no aux heads
     sizing = types.SimpleNamespace(conditions=torch.from_numpy(conditions), labels={}, vocabulary=None)
-    _, _, _, loss = _build(config, sizing, device)
+    _, _, _, loss = _build(config, sizing, device, uses_bf16(config, device))
     done, started = 0, None
     while done < steps:
         for x, c in loader:

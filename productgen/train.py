@@ -220,7 +220,7 @@ def uses_bf16(config: TrainConfig, device: torch.device) -> bool:
     return bf16_native(device) if config.amp == "auto" else bool(config.amp)
 
 
-def _build(config: TrainConfig, data: TrainingSet, device: torch.device):
+def _build(config: TrainConfig, data: TrainingSet, device: torch.device, bf16: bool):
     networks = FAMILY_NETWORKS[config.family]
     aux = {}
     classifier = networks.discriminator is None and config.weights.prior_aux > 0  # the cVAE's option
@@ -240,9 +240,7 @@ def _build(config: TrainConfig, data: TrainingSet, device: torch.device):
 
     G = on_device(networks.generator)
     ema = copy.deepcopy(G).eval().requires_grad_(False)
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16) if uses_bf16(config, device) else nullcontext()
-    )
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     fused = device.type == "cuda"  # one kernel for the whole update
     E = on_device(networks.encoder) if networks.encoder is not None else None
     g_params = [*G.parameters(), *(E.parameters() if E is not None else [])]
@@ -397,11 +395,12 @@ def train(
     if config.max_steps is None and config.max_minutes is None:
         raise ValueError("give --max-steps or --max-minutes: training needs an end")
     device = pick_device(config.device)
+    bf16 = uses_bf16(config, device)  # before the data loads: a bad setting fails at once
     torch.manual_seed(config.seed)
     snap, run = Snapshot(snapshot), RunFolder(run_dir)
     conditioning = ConditionConfig.for_snapshot(snap, config.conditioning)
     data = load_training_set(snapshot, config.image_size, conditioning)
-    model_config, G, ema, loss = _build(config, data, device)
+    model_config, G, ema, loss = _build(config, data, device, bf16)
     group = distributed.current()  # torchrun's processes (productgen.distributed), or None
     leader = group is None or group.leader
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -445,7 +444,7 @@ def train(
         "missing_images": data.missing_images, "skipped_photos": len(data.skipped),
         "skipped_photo_examples": data.skipped.head(20).to_dict("records"),
         "vocabulary": {"categories": data.vocabulary.categories, "colors": data.vocabulary.colors},
-        "processes": group.world if group else 1, "bf16": uses_bf16(config, device),
+        "processes": group.world if group else 1, "bf16": bf16,
     }  # fmt: skip
     started = time.perf_counter()
     max_seconds = config.max_minutes * 60 if config.max_minutes is not None else None
