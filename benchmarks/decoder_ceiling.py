@@ -8,6 +8,8 @@ judge space (`productgen.evaluate.score_renders`; FID, precision / recall, categ
                 each real photo has its own near-twin among them (a pairing renders never have)
     ceiling     the encoder's codes of as many *train* photos, decoded with their own rows: the
                 decoder from real photos' codes, the best a prior over codes can give
+    ceiling, drawn detail   (a model with a detail code) the same codes, their detail drawn from
+                the detail prior, as renders draw it: what the detail prior alone gives up
     renders     the generator on render noise, given the holdout rows (as renders are made)
     real        the train photos themselves (the floor)
 
@@ -48,12 +50,15 @@ def _codes(model: TrainedGenerator, data: TrainingSet, batch: int = 1000):
 @torch.no_grad()
 def _decode(model: TrainedGenerator, conditions: torch.Tensor, codes=None, photos=None, noise=None):
     """uint8 (N, 3, S, S) images, as the judge reads renders: the decoder on codes (with the
-    photos' detail, the posterior's mean), or the generator on render noise."""
+    photos' detail, the posterior's mean, or detail drawn for the noise's detail values), or the
+    generator on render noise."""
     G, parts = model.generator, []
     for i in range(0, len(conditions), 1000):
         at, cond = slice(i, i + 1000), conditions[i : i + 1000]
-        if noise is not None:
+        if codes is None:
             parts.append(G(noise[at], cond))
+        elif noise is not None:
+            parts.append(G.decode(codes[at], cond, noise[at, G.config.z_dim :]))
         else:
             parts.append(G.decode(codes[at], cond, photo=photos[at] if photos is not None else None))
     return _channels_first(to_uint8(torch.cat(parts)))
@@ -107,12 +112,16 @@ def main() -> None:
         torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: args.rows]
     ]
     noise = torch.randn(len(holdout), model.generator.config.noise_dim)
+    codes, photos = _codes(model, others)
     sets = {
         "paired": (_decode(model, holdout.conditions, *_codes(model, holdout)), holdout),
-        "ceiling": (_decode(model, others.conditions, *_codes(model, others)), others),
-        "renders": (_decode(model, holdout.conditions, noise=noise), holdout),
-        "real": (others.images, others),
+        "ceiling": (_decode(model, others.conditions, codes, photos), others),
     }
+    if photos is not None:  # the same codes, their detail drawn as renders draw it
+        drawn = _decode(model, others.conditions, codes, noise=torch.randn(len(others), noise.shape[1]))
+        sets["ceiling, drawn detail"] = (drawn, others)
+    sets["renders"] = (_decode(model, holdout.conditions, noise=noise), holdout)
+    sets["real"] = (others.images, others)
     print(f"| {args.run.name} | category | FID (floor) | precision / recall |")
     print("|---|---|---|---|")
     for name, (images, rows) in sets.items():
