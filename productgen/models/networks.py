@@ -293,7 +293,7 @@ def channels(base: int, levels: int) -> list[int]:
 
 
 class Generator(nn.Module):
-    """(noise (B, z_dim), cond (B, cond_in)) -> image (B, 3, S, S) in [-1, 1]; psi < 1 truncates.
+    """(noise (B, noise_dim), cond (B, cond_in)) -> image (B, 3, S, S) in [-1, 1]; psi < 1 truncates.
 
     Noise becomes a latent code through `latent` (N(0, I) unless a VAE fitted it); `decode` takes
     a code as it is (the VAE's reconstructions of encoded photos).
@@ -342,13 +342,13 @@ class Generator(nn.Module):
     ) -> torch.Tensor:
         """A latent code (B, z_dim) and its condition -> image. With a detail code (DetailLatent):
         `photo`, the encoder's features of a photo, gives it; else its noise `detail`
-        (B, detail_ch * 64), or the prior's mean when that is None or empty."""
+        (B, detail_ch * 64), or the prior's mean when that is None."""
         c = torch.cat([self.cond(cond), z], dim=1)
         h = self.stem(c).view(z.shape[0], -1, 4, 4)  # (B, ch0, 4, 4)
         for i, block in enumerate(self.blocks):
             h = block(h, c)  # doubles H, W
             if i == 0 and self.detail is not None:
-                h = self.detail(h, detail if detail is not None and detail.numel() else None, photo, psi)
+                h = self.detail(h, detail, photo, psi)
         return torch.tanh(self.out(F.relu(self.out_bn(h))))
 
 
