@@ -342,13 +342,13 @@ class Generator(nn.Module):
     ) -> torch.Tensor:
         """A latent code (B, z_dim) and its condition -> image. With a detail code (DetailLatent):
         `photo`, the encoder's features of a photo, gives it; else its noise `detail`
-        (B, detail_ch * 64), or the prior's mean when that is None."""
+        (B, detail_ch * 64), or the prior's mean when that is None or empty."""
         c = torch.cat([self.cond(cond), z], dim=1)
         h = self.stem(c).view(z.shape[0], -1, 4, 4)  # (B, ch0, 4, 4)
         for i, block in enumerate(self.blocks):
             h = block(h, c)  # doubles H, W
             if i == 0 and self.detail is not None:
-                h = self.detail(h, detail, photo, psi)
+                h = self.detail(h, detail if detail is not None and detail.numel() else None, photo, psi)
         return torch.tanh(self.out(F.relu(self.out_bn(h))))
 
 
