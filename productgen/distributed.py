@@ -68,11 +68,11 @@ class Group:
         for optimizer in optimizers:
             optimizer.register_step_pre_hook(before_step)
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every rank when it is true on any (to stop together)."""
-        value = torch.tensor([1.0 if flag else 0.0], device=device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item())
+    def largest(self, value: float, flag: bool, device: torch.device) -> tuple[float, bool]:
+        """The largest VALUE over all ranks, and whether FLAG is true on any (to stop together)."""
+        both = torch.tensor([value, 1.0 if flag else 0.0], dtype=torch.float64, device=device)
+        dist.all_reduce(both, op=dist.ReduceOp.MAX)
+        return float(both[0]), bool(both[1])
 
 
 def current() -> Group | None:

@@ -47,6 +47,10 @@ class TrainConfig:
     ema_decay: float = 0.999
     max_steps: int | None = None
     max_minutes: float | None = 10.0
+    # the budget's last share over which every learning rate falls in a straight line to zero
+    # (budgeted training: Li et al. 2020); the budget is max_steps or this session's max_minutes,
+    # whichever ends first; 0: constant rates
+    lr_warmdown: float = 0.0
     sample_every: int = 500
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
@@ -189,6 +193,14 @@ class TrainResult:
     metrics: dict[str, float]
     sample_sheet: Path
     skipped_photos: int = 0  # photos left out (reasons in the snapshot's photo rejects)
+
+
+def lr_factor(used: float, warmdown: float) -> float:
+    """The learning rates' multiplier when USED (0..1) of the budget is spent: 1, then over the
+    last WARMDOWN of it a straight line to 0."""
+    if not 0 <= warmdown <= 1:
+        raise ValueError(f"lr_warmdown must be a share of the budget from 0 to 1, got {warmdown!r}")
+    return 1.0 if warmdown == 0 else min(1.0, max(0.0, (1.0 - used) / warmdown))
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -396,6 +408,7 @@ def train(
         raise ValueError("give --max-steps or --max-minutes: training needs an end")
     device = pick_device(config.device)
     bf16 = uses_bf16(config, device)  # before the data loads: a bad setting fails at once
+    lr_factor(0.0, config.lr_warmdown)  # so does a bad warm-down
     torch.manual_seed(config.seed)
     snap, run = Snapshot(snapshot), RunFolder(run_dir)
     conditioning = ConditionConfig.for_snapshot(snap, config.conditioning)
@@ -413,6 +426,9 @@ def train(
         raise ValueError(
             f"{run_dir}: already holds a run; pass --resume to continue it, or choose another --out"
         )
+    groups = [g for opt in loss.optimizers().values() for g in opt.param_groups]
+    for g in groups:  # a checkpoint from before the warm-down kept its rates constant
+        g.setdefault("initial_lr", g["lr"])
     share = slice(None)
     if group is not None:
         group.same_start([*loss.networks().values(), ema])
@@ -481,15 +497,24 @@ def train(
             path = _sample_sheet(ema, data, run.sample_sheet(step), step, device)
         run.save_sample_sheet(path)
 
-    def finished() -> bool:
-        ended = (
-            (config.max_steps is not None and step >= config.max_steps)
-            or (max_seconds is not None and time.perf_counter() - started >= max_seconds)
-            or (should_stop is not None and should_stop())
-        )
-        return ended if group is None else group.any(ended, device)  # every rank stops at one step
+    def budget_used() -> tuple[float, bool]:
+        """The share of the budget spent (steps or this session's minutes, whichever is further)
+        and whether to stop; every rank reads the largest of both, so all stop at one step and
+        step at one learning rate."""
+        used = 0.0
+        if config.max_steps is not None:
+            used = 1.0 if step >= config.max_steps else step / config.max_steps
+        if max_seconds is not None:
+            used = max(used, (time.perf_counter() - started) / max_seconds)
+        stop = used >= 1 or (should_stop is not None and should_stop())
+        return (used, stop) if group is None else group.largest(used, stop, device)
 
-    while not finished():
+    while True:
+        used, stop = budget_used()
+        if stop:
+            break
+        for g in groups:
+            g["lr"] = g["initial_lr"] * lr_factor(used, config.lr_warmdown)
         idx = torch.randint(len(images), (config.batch_size,)).to(device, non_blocking=True)
         batch = Batch(
             images=(images[idx].float() / 127.5 - 1).contiguous(memory_format=memory_format),

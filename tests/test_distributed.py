@@ -38,7 +38,8 @@ def _average(rank: int, world: int, port: int, out: dict) -> None:
         p.grad = torch.full_like(p, float(rank + 1))
     opt.step()
     out[rank] = [p.detach().clone() for p in net.parameters()] + [net.stat.clone()]
-    assert group.any(rank == 1, torch.device("cpu"))  # one rank's wish to stop reaches every rank
+    # one rank's wish to stop reaches every rank, and all read the budget the furthest rank has spent
+    assert group.largest(0.25 * (rank + 1), rank == 1, torch.device("cpu")) == (0.25 * world, True)
     stop()
 
 

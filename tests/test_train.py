@@ -17,7 +17,7 @@ from productgen.models import Discriminator, Generator, ModelConfig, VAEEncoder
 from productgen.models.augment import diff_augment
 from productgen.render import RenderPipeline, sample_sheet
 from productgen.runs import load_generator
-from productgen.train import bf16_native, train, train_config, uses_bf16
+from productgen.train import bf16_native, lr_factor, train, train_config, uses_bf16
 
 TINY = {"batch_size": 16, "g_ch": 8, "d_ch": 8, "z_dim": 16, "cond_dim": 32, "sample_every": 1000,
         "checkpoint_every": 1000}  # fmt: skip
@@ -118,17 +118,34 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(latest)[0]
 
 
-@pytest.mark.parametrize("family", ["cgan", "cvae"])
-def test_resume_is_bit_for_bit(tiny_snapshot: Path, tmp_path: Path, family: str) -> None:
-    """6 steps in one go equal 3 steps, then a resume for 3 more: every tensor, exactly."""
-    straight = train(tiny_snapshot, tmp_path / "straight", _tiny(6, family=family))
-    train(tiny_snapshot, tmp_path / "split", _tiny(3, family=family))
-    resumed = train(tiny_snapshot, tmp_path / "split", _tiny(6, family=family), resume=True)
+@pytest.mark.parametrize(("family", "warmdown"), [("cgan", 0.0), ("cvae", 0.0), ("cvae", 0.5)])
+def test_resume_is_bit_for_bit(tiny_snapshot: Path, tmp_path: Path, family: str, warmdown: float) -> None:
+    """6 steps in one go equal 3 steps, stopped, then a resume for 3 more: every tensor, exactly;
+    a learning-rate warm-down over the 6 steps resumes where it was."""
+    settings = {"family": family, "lr_warmdown": warmdown}
+    straight = train(tiny_snapshot, tmp_path / "straight", _tiny(6, **settings))
+    asked = iter(range(100))  # asked once before each step: stop before the fourth
+    stopped = train(
+        tiny_snapshot, tmp_path / "split", _tiny(6, **settings), should_stop=lambda: next(asked) >= 3
+    )
+    assert stopped.step == 3
+    resumed = train(tiny_snapshot, tmp_path / "split", _tiny(6, **settings), resume=True)
     assert straight.step == resumed.step == 6
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert different == []
+    latest = sorted((tmp_path / "split" / "checkpoints").glob("*.safetensors"))[-1]
+    (group,) = load_checkpoint(latest)[1]["param_groups"]["opt_g" if family == "cgan" else "opt"]
+    # the last update (step 6 of 6: 5/6 of the budget spent) ran at a third of the rate
+    assert group["lr"] == pytest.approx(group["initial_lr"] * (1 / 3 if warmdown else 1))
+
+
+def test_the_warm_down_falls_in_a_straight_line_to_zero() -> None:
+    assert [lr_factor(used, 0.4) for used in (0.0, 0.6, 0.8, 1.0)] == pytest.approx([1, 1, 0.5, 0])
+    assert lr_factor(0.99, 0.0) == 1.0
+    with pytest.raises(ValueError, match="lr_warmdown must be a share of the budget from 0 to 1"):
+        lr_factor(0.0, 1.5)
 
 
 def test_run_folder_is_self_describing(tiny_snapshot: Path, tmp_path: Path) -> None:
