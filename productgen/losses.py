@@ -10,7 +10,9 @@ and R1 (Mescheder et al. 2018: a gradient penalty on real images, applied every 
 StyleGAN2's lazy regularisation) can be added to any of them, as can a diversity term (Mao et al.
 2019, MSGAN; in the bounded form of Yang et al. 2019, DSGAN): two noise draws for one condition
 are rewarded for images that differ, up to a cap, against collapse onto one image per condition.
-VAE: a conditional VAE (Sohn et al. 2015) whose decoder is the same conditional generator.
+VAE: a conditional VAE (Sohn et al. 2015) whose decoder is the same conditional generator; its
+classifier of prior samples (AC-GAN's auxiliary loss without a discriminator) can also judge them
+against the batch's photos from `adv_start` on, a GAN term on what renders are (`prior_adv`).
 Cycle: the colour translator (productgen.models.translator), CycleGAN-style: a projection
 discriminator on (image, the colour it shows) with an auxiliary colour head, cycle consistency
 back to the photo's own colour and identity for a colour it already has.
@@ -70,7 +72,12 @@ class LossWeights:
     # classifier trained beside it on the train split's photos only; VAE-GAN: its reconstructions
     # and prior samples, by the discriminator's heads; per-image-sum units; 0: off
     prior_aux: float = 0.0
-    adv_start: int = 0  # VAE-GAN: the step its adversarial and feature terms start (VQGAN's disc_start)
+    # cVAE: its classifier also learns to tell the batch's photos from its prior samples (the
+    # adversarial loss above), and the decoder is asked to fool it; per-image-sum units; 0: off
+    prior_adv: float = 0.0
+    # VAE-GAN, and the cVAE's prior_adv: the step its adversarial (and feature) terms start
+    # (VQGAN's disc_start)
+    adv_start: int = 0
 
     def __post_init__(self) -> None:
         if self.adversarial not in ADVERSARIAL:
@@ -276,11 +283,19 @@ class VAELoss:
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One update; returns the losses as 0-d tensors (reading them waits for the device)."""
         out: dict[str, torch.Tensor] = {}
+        adversarial = self.C is not None and self.w.prior_adv > 0 and batch.step >= self.w.adv_start
+        if adversarial:  # the prior samples C learns to tell from photos, and the decoder's below
+            noise = torch.randn(len(batch.images), self.G.config.noise_dim, device=batch.images.device)
         if self.C is not None:
             self.opt_c.zero_grad(set_to_none=True)
             with self.autocast:
-                out["c_aux"] = _photo_attributes(self.C, self.w, batch)
-            out["c_aux"].backward()
+                if adversarial:
+                    with torch.no_grad():
+                        fake = _prior_samples(self.G, noise, batch.conditions)
+                    c_loss, out["c_aux"] = _d_loss(self.C, self.w, batch, fake, batch.conditions)
+                else:
+                    c_loss = out["c_aux"] = _photo_attributes(self.C, self.w, batch)
+            c_loss.backward()
             self.opt_c.step()
         self.opt.zero_grad(set_to_none=True)
         with self.autocast:
@@ -299,11 +314,16 @@ class VAELoss:
                 out["prior_nll"] = _learn_prior(self.G, z, batch.conditions)
                 loss = loss + out["prior_nll"]
             if self.C is not None:
-                noise = torch.randn(len(mu), self.G.config.noise_dim, device=mu.device)
+                if not adversarial:
+                    noise = torch.randn(len(mu), self.G.config.noise_dim, device=mu.device)
                 prior = _prior_samples(self.G, noise, batch.conditions)
                 with _frozen(self.C):
-                    out["g_aux"] = _aux_loss(_judge(self.C, self.w, prior, batch.conditions)[1], batch.labels)
+                    score, aux = _judge(self.C, self.w, prior, batch.conditions)
+                out["g_aux"] = _aux_loss(aux, batch.labels)
                 loss = loss + self.w.prior_aux * out["g_aux"]
+                if adversarial:
+                    out["g_adv"] = g_adversarial(self.w.adversarial, score)
+                    loss = loss + self.w.prior_adv * out["g_adv"]
         loss.backward()  # C was frozen for it: C learns from photos only
         self.opt.step()
         return {k: v.detach() for k, v in {"loss": loss, "recon": rec, "kl": kl, **out}.items()}

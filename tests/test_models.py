@@ -201,6 +201,7 @@ def test_the_cvae_classifier_learns_from_photos_only_and_steers_the_prior_sample
     ("family", "weights", "network"),
     [
         ("cvae", {"prior_aux": 20.0}, "C."),
+        ("cvae", {"prior_aux": 20.0, "prior_adv": 5.0, "adv_start": 2}, "C."),
         ("vaegan", {"prior_aux": 10.0, "adv_start": 2}, "D."),
         ("vaegan", {"prior_aux": 10.0}, "G.prior."),  # with its conditional prior (set below)
         ("cvae", {"prior_aux": 20.0}, "G.detail."),  # with its detail code (set below)
@@ -246,6 +247,33 @@ def test_the_vaegan_starts_its_adversarial_terms_at_adv_start() -> None:
     metrics = loss.step(_batch(step=3))
     assert float(metrics["g_adv"]) != 0.0 and float(metrics["feature_match"]) > 0.0
     assert moved(score_head, [*D.linear.parameters(), *D.embed.parameters()])
+
+
+def test_the_cvae_classifier_turns_adversarial_at_adv_start() -> None:
+    """weights.prior_adv: from `adv_start` on, the cVAE's classifier also learns photo against prior
+    sample (before, its score head stays as it was), and the decoder's update gains a term to fool
+    it; its attribute heads still learn from photos only."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(CONFIG, family="cvae")
+    G, E, C = build_generator(config), VAEEncoder(config), Discriminator(config)
+    weights = LossWeights(prior_aux=10.0, prior_adv=5.0, adv_start=2)
+    loss = VAELoss(
+        G, E, torch.optim.Adam([*G.parameters(), *E.parameters()]), weights,
+        classifier=C, opt_c=torch.optim.Adam(C.parameters()),
+    )  # fmt: skip
+
+    def score_head() -> list[torch.Tensor]:
+        return [p.detach().clone() for p in (*C.linear.parameters(), *C.embed.parameters())]
+
+    before = score_head()
+    for step in range(2):
+        metrics = loss.step(_batch(step=step))
+        assert "g_adv" not in metrics
+    assert all(torch.equal(a, b) for a, b in zip(before, score_head(), strict=True))
+    before = score_head()
+    metrics = loss.step(_batch(step=2))
+    assert np.isfinite(float(metrics["g_adv"])) and float(metrics["c_aux"]) > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, score_head(), strict=True))
 
 
 def test_the_latent_prior_is_n01_until_observed_then_draws_like_the_encoders_codes() -> None:
