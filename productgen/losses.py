@@ -264,6 +264,9 @@ class VAELoss:
     generator's latent prior, fitted to the encoder's codes as it trains) as the batch's
     attributes (AC-GAN's auxiliary loss, without a discriminator).
     C sees both through DiffAugment (weights.augment), so a pixel-exact trick does not fool it.
+    With weights.prior_adv > 0, from weights.adv_start on C also learns to tell the photos from
+    prior samples for the same rows (its attribute heads still from photos only), and the decoder
+    is asked to fool it.
     """
 
     def __init__(
@@ -324,7 +327,7 @@ class VAELoss:
                 if adversarial:
                     out["g_adv"] = g_adversarial(self.w.adversarial, score)
                     loss = loss + self.w.prior_adv * out["g_adv"]
-        loss.backward()  # C was frozen for it: C learns from photos only
+        loss.backward()  # C was frozen for it: the decoder's loss never trains C
         self.opt.step()
         return {k: v.detach() for k, v in {"loss": loss, "recon": rec, "kl": kl, **out}.items()}
 
