@@ -287,15 +287,17 @@ class VAELoss:
         """One update; returns the losses as 0-d tensors (reading them waits for the device)."""
         out: dict[str, torch.Tensor] = {}
         adversarial = self.C is not None and self.w.prior_adv > 0 and batch.step >= self.w.adv_start
-        if adversarial:  # the prior samples C learns to tell from photos, and the decoder's below
+        # one pass of prior samples for both updates: C learns from them detached, and the
+        # decoder's loss below goes through them (C's update does not touch the decoder's graph)
+        if adversarial:
             noise = torch.randn(len(batch.images), self.G.config.noise_dim, device=batch.images.device)
+            with self.autocast:
+                prior = _prior_samples(self.G, noise, batch.conditions)
         if self.C is not None:
             self.opt_c.zero_grad(set_to_none=True)
             with self.autocast:
                 if adversarial:
-                    with torch.no_grad():
-                        fake = _prior_samples(self.G, noise, batch.conditions)
-                    c_loss, out["c_aux"] = _d_loss(self.C, self.w, batch, fake, batch.conditions)
+                    c_loss, out["c_aux"] = _d_loss(self.C, self.w, batch, prior, batch.conditions)
                 else:
                     c_loss = out["c_aux"] = _photo_attributes(self.C, self.w, batch)
             c_loss.backward()
@@ -319,7 +321,7 @@ class VAELoss:
             if self.C is not None:
                 if not adversarial:
                     noise = torch.randn(len(mu), self.G.config.noise_dim, device=mu.device)
-                prior = _prior_samples(self.G, noise, batch.conditions)
+                    prior = _prior_samples(self.G, noise, batch.conditions)
                 with _frozen(self.C):
                     score, aux = _judge(self.C, self.w, prior, batch.conditions)
                 out["g_aux"] = _aux_loss(aux, batch.labels)

@@ -252,7 +252,8 @@ def test_the_vaegan_starts_its_adversarial_terms_at_adv_start() -> None:
 def test_the_cvae_classifier_turns_adversarial_at_adv_start() -> None:
     """weights.prior_adv: from `adv_start` on, the cVAE's classifier also learns photo against prior
     sample (before, its score head stays as it was), and the decoder's update gains a term to fool
-    it; its attribute heads still learn from photos only."""
+    it; its attribute heads still learn from photos only. Both learn from one pass of samples: the
+    decoder runs twice a step (reconstructions, prior samples), as before `adv_start`."""
     torch.manual_seed(0)
     config = dataclasses.replace(CONFIG, family="cvae")
     G, E, C = build_generator(config), VAEEncoder(config), Discriminator(config)
@@ -265,14 +266,17 @@ def test_the_cvae_classifier_turns_adversarial_at_adv_start() -> None:
     def score_head() -> list[torch.Tensor]:
         return [p.detach().clone() for p in (*C.linear.parameters(), *C.embed.parameters())]
 
+    decodes: list[int] = []
+    G.out.register_forward_hook(lambda *_: decodes.append(1))  # the decoder's last layer
     before = score_head()
     for step in range(2):
         metrics = loss.step(_batch(step=step))
         assert "g_adv" not in metrics
     assert all(torch.equal(a, b) for a, b in zip(before, score_head(), strict=True))
+    assert len(decodes) == 4
     before = score_head()
     metrics = loss.step(_batch(step=2))
-    assert np.isfinite(float(metrics["g_adv"])) and float(metrics["c_aux"]) > 0
+    assert np.isfinite(float(metrics["g_adv"])) and float(metrics["c_aux"]) > 0 and len(decodes) == 6
     assert any(not torch.equal(a, b) for a, b in zip(before, score_head(), strict=True))
 
 
