@@ -125,12 +125,12 @@ FAMILY_DEFAULTS: dict[str, dict[str, object]] = {
     # and a second, spatial code of 4 channels at 8 x 8 (DetailLatent) carries what one code
     # cannot: decoder's fair ceiling FID 7.8 -> 6.7, recall 0.85 -> 0.88; renders (two runs each,
     # bf16) FID 7.9 / 8.7 -> 7.2 / 8.0, CAS 72.5 / 72.2% -> 74.7 / 74.7%, same steps (README)
-    # and from step 1,000 its classifier also tells photos from prior samples, which the decoder
-    # is asked to fool (weight 3; 10 diverged in one of two runs): 12-16% fewer steps, FID 7.2 /
-    # 8.0 -> 6.6 / 7.3, recall 0.82 / 0.82 -> 0.85 / 0.84, CAS 74.7 / 74.7% -> 75.5 / 75.2% (README)
+    # Not kept: its classifier also telling photos from prior samples from step 1,000, the decoder
+    # asked to fool it (weights.prior_adv 3): FID 7.2 / 8.0 -> 6.6 / 7.3 and recall 0.82 / 0.82 ->
+    # 0.85 / 0.84 in two runs, then a third came apart after step 2,000 (FID 37.6; README)
     "cvae": {
         "z_dim": 32, "lr_g": 1e-3, "cond_augment": False, "prior_components": 8, "detail_ch": 4,
-        "weights": LossWeights(kl_vae=0.5, prior_aux=10.0, prior_adv=3.0, adv_start=1000),
+        "weights": LossWeights(kl_vae=0.5, prior_aux=10.0),
     },
     # the cVAE's settings, its reliable control kept, plus a discriminator on both its
     # reconstructions and its prior samples; the adversarial weight is in per-image-sum units
