@@ -18,6 +18,7 @@ log-likelihood per code (a prior over-fitted to train rows scores worse on holdo
 category, the spread of its draws over the spread of the encoder's codes (1.0: as wide as the codes).
 
     .venv/bin/python benchmarks/decoder_ceiling.py SNAPSHOT RUN [--rows 2000] [--judge-epochs 3]
+        [--judge-width 16]    (12 and 32: benchmarks/quality.py's judge)
 """
 
 from __future__ import annotations
@@ -92,6 +93,12 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--judge-epochs", type=int, default=3, help="the judge's epochs (3: `make demo`'s)")
+    parser.add_argument(
+        "--judge-width",
+        type=int,
+        default=EVALUATIONS["quick"].judge_width,
+        help="the judge's first stage's channels (16: `make demo`'s)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     model = load_generator(args.run)
@@ -99,9 +106,8 @@ def main() -> None:
         raise SystemExit(
             f"{args.run}: its model has no encoder (a cVAE's or VAE-GAN's has); nothing to measure"
         )
-    width = EVALUATIONS["quick"].judge_width
     judge = load_or_train_judge(
-        args.snapshot, model.generator.config.image_size, epochs=args.judge_epochs, width=width
+        args.snapshot, model.generator.config.image_size, epochs=args.judge_epochs, width=args.judge_width
     )
     size = model.generator.config.image_size
     train = load_training_set(args.snapshot, size, model.conditioning, exclude_split="holdout")
