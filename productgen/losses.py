@@ -75,10 +75,6 @@ class LossWeights:
     # cVAE: its classifier also learns to tell the batch's photos from its prior samples (the
     # adversarial loss above), and the decoder is asked to fool it; per-image-sum units; 0: off
     prior_adv: float = 0.0
-    # cVAE: its reconstructions must match their photos in its classifier's features too, every
-    # block's (Hou et al. 2017, "Deep Feature Consistent VAE"; the classifier learns from
-    # train-split photos only); per-image sums of squares, summed over blocks; 0: off
-    recon_features: float = 0.0
     # VAE-GAN, and the cVAE's prior_adv: the step its adversarial (and feature) terms start
     # (VQGAN's disc_start)
     adv_start: int = 0
@@ -187,24 +183,6 @@ def _prior_samples(G: Generator, noise: torch.Tensor, cond: torch.Tensor) -> tor
     with torch.no_grad():
         codes = G.codes(noise, cond)
     return G.decode(codes, cond, noise[:, G.config.z_dim :])
-
-
-def _feature_distance(net: Discriminator, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Squared distance of images X from TARGET in NET's features, summed per image over every
-    block, mean over the batch; gradients flow to X only. NET reads both in eval mode: a
-    spectral norm's power iteration, run between the two passes, would weigh them differently."""
-    training = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            wanted = net.features(target)
-        distance = [
-            F.mse_loss(h.float(), t.float(), reduction="none").sum((1, 2, 3))
-            for h, t in zip(net.features(x), wanted, strict=True)
-        ]
-    finally:
-        net.train(training)
-    return torch.stack(distance).sum(0).mean()
 
 
 def _vae_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -340,11 +318,7 @@ class VAELoss:
             if self.G.prior is not None:
                 out["prior_nll"] = _learn_prior(self.G, z, batch.conditions)
                 loss = loss + out["prior_nll"]
-            if self.C is not None and self.w.recon_features > 0:
-                with _frozen(self.C):
-                    out["recon_features"] = _feature_distance(self.C, recon, batch.images)
-                loss = loss + self.w.recon_features * out["recon_features"]
-            if self.C is not None and (self.w.prior_aux > 0 or adversarial):
+            if self.C is not None:
                 if not adversarial:
                     noise = torch.randn(len(mu), self.G.config.noise_dim, device=mu.device)
                     prior = _prior_samples(self.G, noise, batch.conditions)

@@ -238,11 +238,9 @@ def uses_bf16(config: TrainConfig, device: torch.device) -> bool:
 def _build(config: TrainConfig, data: TrainingSet, device: torch.device, bf16: bool):
     networks = FAMILY_NETWORKS[config.family]
     aux = {}
-    # the cVAE's options: a classifier of its prior samples' attributes, and/or of photo vs sample,
-    # and/or whose features its reconstructions must match
-    w = config.weights
-    adversarial = w.prior_adv > 0
-    classifier = networks.discriminator is None and (w.prior_aux > 0 or w.recon_features > 0 or adversarial)
+    # the cVAE's options: a classifier of its prior samples' attributes, and/or of photo vs sample
+    adversarial = config.weights.prior_adv > 0
+    classifier = networks.discriminator is None and (config.weights.prior_aux > 0 or adversarial)
     if config.aux_heads and (networks.discriminator is not None or classifier):
         sizes = {"category": len(data.vocabulary.categories), "color": len(data.vocabulary.colors)}
         aux = {name: sizes[name] for name in data.labels if sizes[name] > 1}

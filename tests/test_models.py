@@ -20,7 +20,6 @@ from productgen.losses import (
     LossWeights,
     VAEGANLoss,
     VAELoss,
-    _feature_distance,
     _frozen,
     _learn_prior,
     _prior_samples,
@@ -198,40 +197,10 @@ def test_the_cvae_classifier_learns_from_photos_only_and_steers_the_prior_sample
     assert any(not torch.equal(a, b) for a, b in zip(G.parameters(), G2.parameters(), strict=True))
 
 
-def test_the_cvae_reconstructions_match_photos_in_its_classifiers_features() -> None:
-    """weights.recon_features: the decoder's update gains the distance of its reconstructions from
-    their photos in the classifier's features (zero for a perfect reconstruction); the classifier
-    still learns from the photos' attributes alone, its update the same with the term or without."""
-    torch.manual_seed(0)
-    config = dataclasses.replace(CONFIG, family="cvae")
-    G, E, C = build_generator(config), VAEEncoder(config), Discriminator(config)
-    G2, E2, C2 = (copy.deepcopy(m) for m in (G, E, C))
-    batch = _batch()
-    with torch.no_grad():
-        assert float(_feature_distance(C, batch.images, batch.images)) == 0.0
-        assert float(_feature_distance(C, -batch.images, batch.images)) > 0.0
-
-    def step(G, E, C, weights) -> dict[str, torch.Tensor]:
-        loss = VAELoss(
-            G, E, torch.optim.Adam([*G.parameters(), *E.parameters()]), weights,
-            classifier=C, opt_c=torch.optim.Adam(C.parameters()),
-        )  # fmt: skip
-        torch.manual_seed(1)
-        return loss.step(batch)
-
-    metrics = step(G, E, C, LossWeights(prior_aux=10.0, recon_features=5.0))
-    assert float(metrics["recon_features"]) > 0.0
-    plain = step(G2, E2, C2, LossWeights(prior_aux=10.0))
-    assert "recon_features" not in plain
-    assert all(torch.equal(a, b) for a, b in zip(C.parameters(), C2.parameters(), strict=True))
-    assert any(not torch.equal(a, b) for a, b in zip(G.parameters(), G2.parameters(), strict=True))
-
-
 @pytest.mark.parametrize(
     ("family", "weights", "network"),
     [
         ("cvae", {"prior_aux": 20.0}, "C."),
-        ("cvae", {"recon_features": 1.0}, "C."),  # the classifier for its features alone
         ("cvae", {"prior_aux": 20.0, "prior_adv": 5.0, "adv_start": 2}, "C."),
         ("vaegan", {"prior_aux": 10.0, "adv_start": 2}, "D."),
         ("vaegan", {"prior_aux": 10.0}, "G.prior."),  # with its conditional prior (set below)

@@ -375,15 +375,6 @@ class Discriminator(nn.Module):
         """The last feature map before pooling (B, C, 4, 4): the VAE-GAN's feature-matching space."""
         return self.blocks(x)
 
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every block's output, full size first (32 px: 16, 8, 4 and 4 wide): the cVAE's
-        feature-consistency space (LossWeights.recon_features)."""
-        out = []
-        for block in self.blocks:
-            x = block(x)
-            out.append(x)
-        return out
-
 
 def encoder_channels(config: ModelConfig) -> list[int]:
     """The encoder's widths, full size first: entry i is its output after i halvings."""
