@@ -222,7 +222,9 @@ class EvalConfig:
     holdout_rows: int | None = None  # holdout descriptions rendered, stratified; None: all
     feature_rows: int = 5000  # rows per set for FID and precision/recall
     cas_rows: int = 10000  # train descriptions rendered to train the CAS classifier
-    cas_epochs: int = 4
+    # CAS's classifier trains until real photos stop teaching it much: on the demo's 10,000 rows
+    # the same classifier on real photos reads 81.7% at 4 epochs, 85.0% at 8, 86.5% at 12 (README)
+    cas_epochs: int = 12
     paraphrases_per_pair: int = 2
     contact_rows: int = 24
     k: int = 3  # neighbours for precision/recall
