@@ -52,16 +52,17 @@ def _codes(model: TrainedGenerator, data: TrainingSet, batch: int = 1000):
 def _decode(model: TrainedGenerator, conditions: torch.Tensor, codes=None, photos=None, noise=None):
     """uint8 (N, 3, S, S) images, as the judge reads renders: the decoder on codes (with the
     photos' detail, the posterior's mean, or detail drawn for the noise's detail values), or the
-    generator on render noise."""
+    generator on render noise. Noise inputs read the noise's maps, or fresh ones."""
     G, parts = model.generator, []
+    if codes is not None and noise is None:
+        noise = torch.randn(len(conditions), G.config.noise_dim)
     for i in range(0, len(conditions), 1000):
         at, cond = slice(i, i + 1000), conditions[i : i + 1000]
         if codes is None:
             parts.append(G(noise[at], cond))
-        elif noise is not None:
-            parts.append(G.decode(codes[at], cond, noise[at, G.config.z_dim :]))
         else:
-            parts.append(G.decode(codes[at], cond, photo=photos[at] if photos is not None else None))
+            photo = photos[at] if photos is not None else None
+            parts.append(G.decode(codes[at], cond, noise[at, G.config.z_dim :], photo=photo))
     return _channels_first(to_uint8(torch.cat(parts)))
 
 

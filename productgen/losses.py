@@ -75,6 +75,10 @@ class LossWeights:
     # cVAE: its classifier also learns to tell the batch's photos from its prior samples (the
     # adversarial loss above), and the decoder is asked to fool it; per-image-sum units; 0: off
     prior_adv: float = 0.0
+    # cVAE: its classifier also learns to tell the batch's photos from their reconstructions, and
+    # the decoder is asked to fool it (VQGAN's recipe, Esser et al. 2021), the term balanced: its
+    # gradient at the decoder's last layer is the pixel loss's times this weight; 0: off
+    recon_adv: float = 0.0
     # VAE-GAN, and the cVAE's prior_adv: the step its adversarial (and feature) terms start
     # (VQGAN's disc_start)
     adv_start: int = 0
@@ -88,6 +92,11 @@ class LossWeights:
             raise ValueError(f"r1_every must be a positive integer, got {self.r1_every!r}")
         if not isinstance(self.adv_start, int) or isinstance(self.adv_start, bool) or self.adv_start < 0:
             raise ValueError(f"adv_start must be a step number (0 or more), got {self.adv_start!r}")
+        if self.prior_adv > 0 and self.recon_adv > 0:
+            raise ValueError(
+                "the cVAE's classifier judges prior samples (prior_adv) or reconstructions "
+                "(recon_adv), not both: set one to 0"
+            )
 
 
 def d_adversarial(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -286,28 +295,30 @@ class VAELoss:
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One update; returns the losses as 0-d tensors (reading them waits for the device)."""
         out: dict[str, torch.Tensor] = {}
-        adversarial = self.C is not None and self.w.prior_adv > 0 and batch.step >= self.w.adv_start
+        started = self.C is not None and batch.step >= self.w.adv_start
+        judge_prior, judge_recon = started and self.w.prior_adv > 0, started and self.w.recon_adv > 0
         # one pass of prior samples for both updates: C learns from them detached, and the
         # decoder's loss below goes through them (C's update does not touch the decoder's graph)
-        if adversarial:
+        if judge_prior:
             noise = torch.randn(len(batch.images), self.G.config.noise_dim, device=batch.images.device)
             with self.autocast:
                 prior = _prior_samples(self.G, noise, batch.conditions)
+        if judge_recon:  # the reconstructions first: C learns from them, detached, as from samples
+            mu, logvar, z, recon = self._reconstruct(batch)
         if self.C is not None:
             self.opt_c.zero_grad(set_to_none=True)
             with self.autocast:
-                if adversarial:
-                    c_loss, out["c_aux"] = _d_loss(self.C, self.w, batch, prior, batch.conditions)
+                if judge_prior or judge_recon:
+                    fake = prior if judge_prior else recon.detach()
+                    c_loss, out["c_aux"] = _d_loss(self.C, self.w, batch, fake, batch.conditions)
                 else:
                     c_loss = out["c_aux"] = _photo_attributes(self.C, self.w, batch)
             c_loss.backward()
             self.opt_c.step()
         self.opt.zero_grad(set_to_none=True)
+        if not judge_recon:
+            mu, logvar, z, recon = self._reconstruct(batch)
         with self.autocast:
-            mu, logvar, *photo = self.E(batch.images, batch.conditions, detail=self.G.detail is not None)
-            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-            self.G.latent.observe(mu, logvar)
-            recon = self.G.decode(z, batch.conditions, photo=photo[0] if photo else None)
             # per-image sums: a Gaussian likelihood whose scale suits [-1, 1] pixels
             rec = F.l1_loss(recon.float(), batch.images, reduction="none").sum((1, 2, 3)).mean()
             kl = _vae_kl(mu, logvar)
@@ -319,19 +330,41 @@ class VAELoss:
                 out["prior_nll"] = _learn_prior(self.G, z, batch.conditions)
                 loss = loss + out["prior_nll"]
             if self.C is not None:
-                if not adversarial:
+                if not judge_prior:
                     noise = torch.randn(len(mu), self.G.config.noise_dim, device=mu.device)
                     prior = _prior_samples(self.G, noise, batch.conditions)
                 with _frozen(self.C):
                     score, aux = _judge(self.C, self.w, prior, batch.conditions)
+                    if judge_recon:
+                        score = _judge(self.C, self.w, recon, batch.conditions)[0]
                 out["g_aux"] = _aux_loss(aux, batch.labels)
                 loss = loss + self.w.prior_aux * out["g_aux"]
-                if adversarial:
+                if judge_prior:
                     out["g_adv"] = g_adversarial(self.w.adversarial, score)
                     loss = loss + self.w.prior_adv * out["g_adv"]
+                if judge_recon:
+                    out["g_adv"] = g_adversarial(self.w.adversarial, score)
+                    out["adv_weight"] = self._balanced(rec, out["g_adv"])
+                    loss = loss + self.w.recon_adv * out["adv_weight"] * out["g_adv"]
         loss.backward()  # C was frozen for it: the decoder's loss never trains C
         self.opt.step()
         return {k: v.detach() for k, v in {"loss": loss, "recon": rec, "kl": kl, **out}.items()}
+
+    def _reconstruct(self, batch: Batch):
+        """(mu, logvar, the code drawn, the reconstruction) of the batch's photos."""
+        with self.autocast:
+            mu, logvar, *photo = self.E(batch.images, batch.conditions, detail=self.G.detail is not None)
+            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+            self.G.latent.observe(mu, logvar)
+            return mu, logvar, z, self.G.decode(z, batch.conditions, photo=photo[0] if photo else None)
+
+    def _balanced(self, rec: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+        """VQGAN's adaptive weight: how much the adversarial term must be scaled for its gradient
+        at the decoder's last layer to match the pixel loss's (a constant: nothing trains through it)."""
+        last = self.G.out.weight
+        g_rec = torch.autograd.grad([rec], [last], retain_graph=True)[0]
+        g_adv = torch.autograd.grad([adv], [last], retain_graph=True)[0]
+        return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0, 1e4).detach()
 
     def networks(self) -> dict[str, nn.Module]:
         return {"G": self.G, "E": self.E} | ({"C": self.C} if self.C is not None else {})

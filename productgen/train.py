@@ -63,6 +63,7 @@ class TrainConfig:
     aux_heads: bool = True
     prior_components: int = 0  # cvae, vaegan: > 0 draws render codes given the row (ConditionalPrior)
     detail_ch: int = 0  # cvae: > 0 adds a spatial detail code of this many channels (DetailLatent)
+    pixel_noise: bool = False  # cgan, cvae, vaegan: the decoder's per-pixel noise inputs (StyleGAN's)
     conditioning: tuple[str, ...] = PARTS
     # share of training rows shown with no colour (zero colour parts): a row that names no
     # colour is then an input the model knows ("any colour"), not one it never saw
@@ -239,7 +240,8 @@ def _build(config: TrainConfig, data: TrainingSet, device: torch.device, bf16: b
     networks = FAMILY_NETWORKS[config.family]
     aux = {}
     # the cVAE's options: a classifier of its prior samples' attributes, and/or of photo vs sample
-    adversarial = config.weights.prior_adv > 0
+    # or reconstruction
+    adversarial = config.weights.prior_adv > 0 or config.weights.recon_adv > 0
     classifier = networks.discriminator is None and (config.weights.prior_aux > 0 or adversarial)
     if config.aux_heads and (networks.discriminator is not None or classifier):
         sizes = {"category": len(data.vocabulary.categories), "color": len(data.vocabulary.colors)}
@@ -248,7 +250,7 @@ def _build(config: TrainConfig, data: TrainingSet, device: torch.device, bf16: b
         family=config.family, image_size=config.image_size, cond_in=data.conditions.shape[1],
         cond_dim=config.cond_dim, z_dim=config.z_dim, g_ch=config.g_ch, d_ch=config.d_ch,
         cond_augment=config.cond_augment, aux_classes=aux, prior_components=config.prior_components,
-        detail_ch=config.detail_ch,
+        detail_ch=config.detail_ch, pixel_noise=config.pixel_noise,
     )  # fmt: skip
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
 

@@ -24,6 +24,7 @@ from productgen.losses import (
     _learn_prior,
     _prior_samples,
     d_regulariser,
+    g_adversarial,
 )
 from productgen.models import (
     FAMILIES,
@@ -205,6 +206,7 @@ def test_the_cvae_classifier_learns_from_photos_only_and_steers_the_prior_sample
         ("vaegan", {"prior_aux": 10.0, "adv_start": 2}, "D."),
         ("vaegan", {"prior_aux": 10.0}, "G.prior."),  # with its conditional prior (set below)
         ("cvae", {"prior_aux": 20.0}, "G.detail."),  # with its detail code (set below)
+        ("cvae", {"prior_aux": 20.0, "recon_adv": 0.5, "adv_start": 2}, "G.blocks.0.noise_strength"),
     ],
 )
 def test_the_classifier_options_resume_bit_for_bit(
@@ -213,7 +215,7 @@ def test_the_classifier_options_resume_bit_for_bit(
     """The cVAE's classifier, and the VAE-GAN whose adversarial terms start at the resumed step."""
     settings = {
         "family": family, "weights": weights, "prior_components": 4 if network == "G.prior." else 0,
-        "detail_ch": 2 if network == "G.detail." else 0,
+        "detail_ch": 2 if network == "G.detail." else 0, "pixel_noise": "noise_strength" in network,
     }  # fmt: skip
     train(tiny_snapshot, tmp_path / "straight", _tiny(4, **settings))
     train(tiny_snapshot, tmp_path / "split", _tiny(2, **settings))
@@ -278,6 +280,72 @@ def test_the_cvae_classifier_turns_adversarial_at_adv_start() -> None:
     metrics = loss.step(_batch(step=2))
     assert np.isfinite(float(metrics["g_adv"])) and float(metrics["c_aux"]) > 0 and len(decodes) == 6
     assert any(not torch.equal(a, b) for a, b in zip(before, score_head(), strict=True))
+
+
+def test_the_cvae_classifier_judges_reconstructions_balanced_vqgan_style() -> None:
+    """weights.recon_adv: from `adv_start` on, the classifier learns photo against reconstruction,
+    and the decoder's term is scaled so its gradient at the last layer is the pixel loss's times
+    the weight (the scale reported as adv_weight); before, the step is the classifier-only one."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(CONFIG, family="cvae", pixel_noise=True)
+    G, E, C = build_generator(config), VAEEncoder(config), Discriminator(config)
+    G2, E2, C2 = (copy.deepcopy(m) for m in (G, E, C))
+
+    def loss_of(G, E, C, weights):
+        opt = torch.optim.Adam([*G.parameters(), *E.parameters()])
+        return VAELoss(G, E, opt, weights, classifier=C, opt_c=torch.optim.Adam(C.parameters()))
+
+    judged = loss_of(G, E, C, LossWeights(prior_aux=10.0, recon_adv=0.5, adv_start=1, augment=False))
+    plain = loss_of(G2, E2, C2, LossWeights(prior_aux=10.0, augment=False))
+    for step in range(2):
+        torch.manual_seed(step)
+        metrics = judged.step(_batch(step=step))
+        torch.manual_seed(step)
+        plain.step(_batch(step=step))
+        same = all(torch.equal(a, b) for a, b in zip(G.parameters(), G2.parameters(), strict=True))
+        assert same == (step == 0)  # step 0 is before adv_start: the plain step, bit for bit
+    assert {"g_adv", "adv_weight"} <= metrics.keys() and float(metrics["adv_weight"]) > 0
+
+    # the balance itself: the scaled term's gradient at the last layer has the pixel loss's norm
+    torch.manual_seed(5)
+    batch = _batch(step=3)
+    recon = judged._reconstruct(batch)[3]
+    rec = F.l1_loss(recon, batch.images, reduction="none").sum((1, 2, 3)).mean()
+    adv = g_adversarial("hinge", C(recon, batch.conditions)[0])
+    weight = judged._balanced(rec, adv)
+    g_rec, g_adv = (torch.autograd.grad(t, G.out.weight, retain_graph=True)[0] for t in (rec, adv))
+    assert torch.allclose((weight * g_adv).norm(), g_rec.norm(), rtol=1e-3)
+    with pytest.raises(ValueError, match="not both"):
+        LossWeights(prior_adv=1.0, recon_adv=1.0)
+
+
+def test_noise_inputs_read_the_renders_noise_values() -> None:
+    """pixel_noise: the decoder's noise maps come after the codes' values in a render's noise, so a
+    render is a function of its noise; without values they are drawn in training and left out of
+    it; strengths start at zero, so a new model renders as one without noise inputs."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(CONFIG, family="cvae", detail_ch=2, pixel_noise=True)
+    assert config.noise_dim == 16 + 2 * 64 + 2 * (64 + 256 + 1024)
+    G = build_generator(config).eval()
+    noise, cond = torch.randn(3, config.noise_dim), torch.randn(3, config.cond_in)
+    maps = slice(16 + 2 * 64, None)
+    other = noise.clone()
+    other[:, maps] = torch.randn_like(other[:, maps])
+    assert torch.equal(G(noise, cond), G(other, cond))  # strengths at zero: the maps add nothing
+    with torch.no_grad():
+        for block in G.blocks:
+            block.noise_strength.fill_(0.5)
+    assert torch.equal(G(noise, cond), G(noise.clone(), cond))
+    assert (G(noise, cond) - G(other, cond)).abs().max() > 1e-3
+    codes = G.codes(noise, cond)
+    detail = noise[:, 16 : 16 + 2 * 64]
+    assert torch.equal(G.decode(codes, cond, detail), G.decode(codes, cond, detail))  # no maps: none
+    G.train()
+    assert not torch.equal(G.decode(codes, cond, detail), G.decode(codes, cond, detail))  # drawn
+    with pytest.raises(ValueError, match="pixel_noise"):
+        ModelConfig(family="stylegan", pixel_noise=True)
+    older = {k: v for k, v in CONFIG.to_json().items() if k != "pixel_noise"}  # saved before the option
+    assert not ModelConfig.from_json(older).pixel_noise
 
 
 def test_the_latent_prior_is_n01_until_observed_then_draws_like_the_encoders_codes() -> None:

@@ -42,20 +42,29 @@ class ConditionalBatchNorm(nn.Module):
 class UpBlock(nn.Module):
     """Generator block: CBN-ReLU-up-conv-CBN-ReLU-conv + up-conv1x1 skip; doubles H and W."""
 
-    def __init__(self, c_in: int, c_out: int, cond_dim: int) -> None:
+    def __init__(self, c_in: int, c_out: int, cond_dim: int, *, noise: bool = False) -> None:
         super().__init__()
         self.bn1 = ConditionalBatchNorm(c_in, cond_dim)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.bn2 = ConditionalBatchNorm(c_out, cond_dim)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1)
+        # StyleGAN's noise inputs (Karras et al. 2019): after each convolution a per-pixel noise
+        # map, scaled per channel by a strength that starts at zero
+        self.noise_strength = nn.Parameter(torch.zeros(2, c_out, 1, 1)) if noise else None
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """With noise inputs, `noise` (B, 2, 2H, 2W) holds the two convolutions' maps; None: no noise."""
         h = F.relu(self.bn1(x, cond))
         h = F.interpolate(h, scale_factor=2, mode="nearest")
-        h = self.conv1(h)
-        h = self.conv2(F.relu(self.bn2(h, cond)))
+        h = self._noisy(self.conv1(h), noise, 0)
+        h = self._noisy(self.conv2(F.relu(self.bn2(h, cond))), noise, 1)
         return h + self.skip(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+    def _noisy(self, h: torch.Tensor, noise: torch.Tensor | None, i: int) -> torch.Tensor:
+        if self.noise_strength is None or noise is None:
+            return h
+        return h + self.noise_strength[i] * noise[:, i : i + 1].to(h.dtype)
 
 
 class DownBlock(nn.Module):

@@ -42,7 +42,7 @@ _BOUNDS = {
     "g_ch": (1, 1024), "d_ch": (1, 1024), "prior_components": (0, 64), "detail_ch": (0, 16),
 }  # fmt: skip
 # Keys added after models were first saved: a model file without one was built with this value.
-_ADDED_LATER = {"prior_components": 0, "detail_ch": 0}
+_ADDED_LATER = {"prior_components": 0, "detail_ch": 0, "pixel_noise": False}
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,9 @@ class ModelConfig:
     prior_components: int = 0
     # the cVAE's second, spatial code (DetailLatent): this many channels at 8 x 8; 0: none
     detail_ch: int = 0
+    # the decoder's noise inputs (StyleGAN's): a per-pixel noise map after every convolution of
+    # its up-blocks, read from a render's noise values after the codes'
+    pixel_noise: bool = False
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -77,8 +80,11 @@ class ModelConfig:
             raise ValueError("prior_components needs an encoder's codes to learn from: cvae or vaegan")
         if self.detail_ch and self.family != "cvae":
             raise ValueError("detail_ch is the cVAE's: its prior learns from the encoder's photos")
-        if not isinstance(self.cond_augment, bool):
-            raise ValueError(f"cond_augment must be true or false, got {self.cond_augment!r}")
+        for name in ("cond_augment", "pixel_noise"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.pixel_noise and self.family not in ("cgan", "cvae", "vaegan"):
+            raise ValueError("pixel_noise is the BigGAN-style generator's: cgan, cvae or vaegan")
         if not isinstance(self.aux_classes, dict) or len(self.aux_classes) > 16:
             raise ValueError("aux_classes must map at most 16 attribute names to class counts")
         for name, classes in self.aux_classes.items():
@@ -103,8 +109,14 @@ class ModelConfig:
 
     @property
     def noise_dim(self) -> int:
-        """How many N(0, I) values one image is drawn from: the code's, then the detail code's."""
-        return self.z_dim + self.detail_ch * DetailLatent.SIZE**2
+        """How many N(0, I) values one image is drawn from: the code's, the detail code's, then the
+        noise inputs' maps (two per up-block, at its output size)."""
+        return self.z_dim + self.detail_ch * DetailLatent.SIZE**2 + sum(self.pixel_noise_sizes)
+
+    @property
+    def pixel_noise_sizes(self) -> list[int]:
+        """How many noise values each up-block reads (none without noise inputs)."""
+        return [2 * (8 << i) ** 2 for i in range(self.levels)] if self.pixel_noise else []
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -306,7 +318,9 @@ class Generator(nn.Module):
         self.cond = CondProjection(config.cond_in, config.cond_dim, config.cond_augment)
         block_cond = config.cond_dim + config.z_dim  # BigGAN: shared code and noise feed every CBN
         self.stem = nn.Linear(block_cond, ch[0] * 16)
-        self.blocks = nn.ModuleList(UpBlock(ch[i], ch[i + 1], block_cond) for i in range(config.levels))
+        self.blocks = nn.ModuleList(
+            UpBlock(ch[i], ch[i + 1], block_cond, noise=config.pixel_noise) for i in range(config.levels)
+        )
         self.out_bn = nn.BatchNorm2d(ch[-1])
         self.out = nn.Conv2d(ch[-1], 3, 3, padding=1)
         self.latent = LatentPrior(config.z_dim)
@@ -322,7 +336,7 @@ class Generator(nn.Module):
         )
 
     def forward(self, noise: torch.Tensor, cond: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
-        """Images for noise (B, config.noise_dim): the code's values, then the detail code's."""
+        """Images for noise (B, config.noise_dim): the code's values, the detail code's, the maps'."""
         return self.decode(self.codes(noise, cond, psi), cond, noise[:, self.config.z_dim :], psi=psi)
 
     def codes(self, noise: torch.Tensor, cond: torch.Tensor, psi: float = 1.0) -> torch.Tensor:
@@ -335,18 +349,27 @@ class Generator(nn.Module):
         self,
         z: torch.Tensor,
         cond: torch.Tensor,
-        detail: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
         *,
         photo: torch.Tensor | None = None,
         psi: float = 1.0,
     ) -> torch.Tensor:
-        """A latent code (B, z_dim) and its condition -> image. With a detail code (DetailLatent):
-        `photo`, the encoder's features of a photo, gives it; else its noise `detail`
-        (B, detail_ch * 64), or the prior's mean when that is None or empty."""
+        """A latent code (B, z_dim) and its condition -> image. `noise` holds a render's values
+        after the code's (B, noise_dim - z_dim): the detail code's, then the noise maps'.
+        With a detail code (DetailLatent), `photo`, the encoder's features of a photo, gives it;
+        else its noise values, or the prior's mean when there are none. Without noise values the
+        noise inputs draw their maps in training and add none out of it."""
+        detail_dim = self.config.detail_ch * DetailLatent.SIZE**2
+        detail, maps = (None, None) if noise is None else (noise[:, :detail_dim], noise[:, detail_dim:])
+        sizes = self.config.pixel_noise_sizes
+        if sizes and (maps is None or not maps.numel()):
+            maps = torch.randn(len(z), sum(sizes), device=z.device) if self.training else None
         c = torch.cat([self.cond(cond), z], dim=1)
         h = self.stem(c).view(z.shape[0], -1, 4, 4)  # (B, ch0, 4, 4)
-        for i, block in enumerate(self.blocks):
-            h = block(h, c)  # doubles H, W
+        per_block = maps.split(sizes, dim=1) if sizes and maps is not None else [None] * len(self.blocks)
+        for i, (block, block_maps) in enumerate(zip(self.blocks, per_block, strict=True)):
+            side = 8 << i  # each block doubles H and W
+            h = block(h, c, None if block_maps is None else block_maps.view(-1, 2, side, side))
             if i == 0 and self.detail is not None:
                 h = self.detail(h, detail if detail is not None and detail.numel() else None, photo, psi)
         return torch.tanh(self.out(F.relu(self.out_bn(h))))
