@@ -79,7 +79,7 @@ class LossWeights:
     # the decoder is asked to fool it (VQGAN's recipe, Esser et al. 2021), the term balanced: its
     # gradient at the decoder's last layer is the pixel loss's times this weight; 0: off
     recon_adv: float = 0.0
-    # VAE-GAN, and the cVAE's prior_adv: the step its adversarial (and feature) terms start
+    # VAE-GAN, and the cVAE's prior_adv / recon_adv: the step its adversarial (and feature) terms start
     # (VQGAN's disc_start)
     adv_start: int = 0
 
@@ -275,7 +275,8 @@ class VAELoss:
     C sees both through DiffAugment (weights.augment), so a pixel-exact trick does not fool it.
     With weights.prior_adv > 0, from weights.adv_start on C also learns to tell the photos from
     prior samples for the same rows (its attribute heads still from photos only), and the decoder
-    is asked to fool it.
+    is asked to fool it. With weights.recon_adv > 0 the same, with the photos' reconstructions in
+    place of prior samples and the decoder's term balanced against the pixel loss (VQGAN's).
     """
 
     def __init__(
