@@ -340,13 +340,13 @@ class VAELoss:
                         score = _judge(self.C, self.w, recon, batch.conditions)[0]
                 out["g_aux"] = _aux_loss(aux, batch.labels)
                 loss = loss + self.w.prior_aux * out["g_aux"]
-                if judge_prior:
+                if judge_prior or judge_recon:
                     out["g_adv"] = g_adversarial(self.w.adversarial, score)
-                    loss = loss + self.w.prior_adv * out["g_adv"]
-                if judge_recon:
-                    out["g_adv"] = g_adversarial(self.w.adversarial, score)
-                    out["adv_weight"] = self._balanced(rec, out["g_adv"])
-                    loss = loss + self.w.recon_adv * out["adv_weight"] * out["g_adv"]
+                    weight = self.w.prior_adv
+                    if judge_recon:
+                        out["adv_weight"] = self._balanced(rec, out["g_adv"])
+                        weight = self.w.recon_adv * out["adv_weight"]
+                    loss = loss + weight * out["g_adv"]
         loss.backward()  # C was frozen for it: the decoder's loss never trains C
         self.opt.step()
         return {k: v.detach() for k, v in {"loss": loss, "recon": rec, "kl": kl, **out}.items()}
