@@ -38,7 +38,9 @@ class NightlyParams(BaseModel):
     retrain: RetrainMode = Field(
         "auto", description="auto: when the training data changed or no model is promoted"
     )
-    max_minutes: float = Field(10.0, gt=0, le=24 * 60, description="Training time budget")
+    max_minutes: float | None = Field(
+        None, gt=0, le=24 * 60, description="Training time budget in minutes; empty: the preset's"
+    )
     only_missing: bool = Field(False, description="Render only SKUs without a catalog image")
     judge_epochs: int = Field(12, ge=1, le=100, description="Epochs of the evaluation judge (cached)")
     evaluation: Evaluation = Field(

@@ -74,10 +74,11 @@ def train_flow(
     snapshot: str,
     workdir: str = "build/pipeline",
     preset: str = "cpu-demo",
-    max_minutes: float = 10,
+    max_minutes: float | None = None,
     train_processes: int = 1,
 ) -> str:
-    """Train a new model on a snapshot (data-parallel over train_processes); returns its run folder."""
+    """Train a new model on a snapshot (data-parallel over train_processes) for max_minutes (None:
+    the preset's budget); returns its run folder."""
     run_dir = Path(workdir) / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return train_model(snapshot, str(run_dir), preset, max_minutes, train_processes)
 

@@ -31,7 +31,7 @@ class ServeSettings(BaseSettings):
     workdir: str = "build/pipeline"
     cron: str = "0 2 * * *"
     timezone: str = "UTC"
-    max_minutes: float = 10.0
+    max_minutes: float | None = None  # the preset's budget
 
 
 def deployments(settings: ServeSettings) -> list[RunnerDeployment]:

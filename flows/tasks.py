@@ -101,14 +101,17 @@ def decide_retrain(mode: str, dest: str, snapshot: str, create_bucket: bool = Tr
 
 
 @task
-def train_model(snapshot: str, run_dir: str, preset: str, max_minutes: float, processes: int = 1) -> str:
+def train_model(
+    snapshot: str, run_dir: str, preset: str, max_minutes: float | None, processes: int = 1
+) -> str:
     """A new run folder with the trained EMA generator; progress goes to the run's logs.
 
     processes > 1: `productgen train` under torchrun, that many data-parallel processes.
     """
     logger, last = get_run_logger(), [0.0]
     if processes > 1:
-        cli = ["train", snapshot, "--out", run_dir, "--preset", preset, "--max-minutes", str(max_minutes)]
+        cli = ["train", snapshot, "--out", run_dir, "--preset", preset]
+        cli += ["--max-minutes", str(max_minutes)] if max_minutes is not None else []
         logger.info(f"training with {processes} processes (torchrun)")
         done = subprocess.run(
             distributed.torchrun_command(processes, [*cli, "--json"]), capture_output=True, text=True
