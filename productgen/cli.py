@@ -211,7 +211,9 @@ def encode_cmd(
 def train_cmd(
     snapshot: Annotated[Path, typer.Argument(help="Snapshot folder (ingested and encoded).")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, samples, run.json.")],
-    preset: Annotated[str, typer.Option(help="cpu-demo or gpu.")] = "cpu-demo",
+    preset: Annotated[
+        str, typer.Option(help="cpu-demo (10 minutes), cpu-quality (30 minutes) or gpu.")
+    ] = "cpu-demo",
     model: Annotated[
         str | None, typer.Option(help="Model family: cgan, cvae, vaegan, stylegan or dcgan.")
     ] = None,

@@ -194,6 +194,22 @@ def test_presets_and_overrides_fail_loudly_when_unknown() -> None:
     assert not train_config("gpu", family="cvae").cond_augment
 
 
+def test_a_presets_settings_for_its_own_family_hold_only_while_the_run_keeps_it() -> None:
+    quality = train_config("cpu-quality")
+    assert quality.family == "cvae" and quality.pixel_noise and quality.max_minutes == 30
+    assert (quality.weights.recon_adv, quality.weights.adv_start) == (0.5, 1000)
+    demo = train_config("cpu-demo").weights  # the cVAE's other weights, kept
+    assert (quality.weights.kl_vae, quality.weights.prior_aux) == (demo.kl_vae, demo.prior_aux)
+    # another family: its own defaults, with the preset's budget and widths
+    gan = train_config("cpu-quality", family="cgan")
+    assert not gan.pixel_noise and gan.weights == train_config("cpu-demo", family="cgan").weights
+    assert (gan.max_minutes, gan.g_ch) == (30, quality.g_ch)
+    # overrides win, weight by weight; None overrides (a flow's empty budget) keep the preset's
+    mine = train_config("cpu-quality", weights={"recon_adv": 0.25}, max_minutes=None)
+    assert (mine.weights.recon_adv, mine.weights.adv_start, mine.max_minutes) == (0.25, 1000, 30)
+    assert train_config("cpu-quality", loss="nonsaturating").weights.recon_adv == 0.5
+
+
 def test_sample_renders_free_text_deterministically(
     tiny_snapshot: Path, text_encoder, tmp_path: Path
 ) -> None:
