@@ -54,9 +54,12 @@ class UpBlock(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros(2, c_out, 1, 1)) if noise else None
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """With noise inputs, `noise` (B, 2, 2H, 2W) holds the two convolutions' maps; None: no noise."""
+        """With noise inputs, `noise` (B, 2 * 2H * 2W) holds the two convolutions' maps, flat;
+        None: no noise."""
         h = F.relu(self.bn1(x, cond))
         h = F.interpolate(h, scale_factor=2, mode="nearest")
+        if noise is not None:
+            noise = noise.view(len(h), 2, *h.shape[-2:])
         h = self._noisy(self.conv1(h), noise, 0)
         h = self._noisy(self.conv2(F.relu(self.bn2(h, cond))), noise, 1)
         return h + self.skip(F.interpolate(x, scale_factor=2, mode="nearest"))

@@ -111,7 +111,12 @@ class ModelConfig:
     def noise_dim(self) -> int:
         """How many N(0, I) values one image is drawn from: the code's, the detail code's, then the
         noise inputs' maps (two per up-block, at its output size)."""
-        return self.z_dim + self.detail_ch * DetailLatent.SIZE**2 + sum(self.pixel_noise_sizes)
+        return self.z_dim + self.detail_dim + sum(self.pixel_noise_sizes)
+
+    @property
+    def detail_dim(self) -> int:
+        """How many noise values the detail code reads (0 without one)."""
+        return self.detail_ch * DetailLatent.SIZE**2
 
     @property
     def pixel_noise_sizes(self) -> list[int]:
@@ -359,8 +364,8 @@ class Generator(nn.Module):
         With a detail code (DetailLatent), `photo`, the encoder's features of a photo, gives it;
         else its noise values, or the prior's mean when there are none. Without noise values the
         noise inputs draw their maps in training and add none out of it."""
-        detail_dim = self.config.detail_ch * DetailLatent.SIZE**2
-        detail, maps = (None, None) if noise is None else (noise[:, :detail_dim], noise[:, detail_dim:])
+        cut = self.config.detail_dim
+        detail, maps = (None, None) if noise is None else (noise[:, :cut], noise[:, cut:])
         sizes = self.config.pixel_noise_sizes
         if sizes and (maps is None or not maps.numel()):
             maps = torch.randn(len(z), sum(sizes), device=z.device) if self.training else None
@@ -368,8 +373,7 @@ class Generator(nn.Module):
         h = self.stem(c).view(z.shape[0], -1, 4, 4)  # (B, ch0, 4, 4)
         per_block = maps.split(sizes, dim=1) if sizes and maps is not None else [None] * len(self.blocks)
         for i, (block, block_maps) in enumerate(zip(self.blocks, per_block, strict=True)):
-            side = 8 << i  # each block doubles H and W
-            h = block(h, c, None if block_maps is None else block_maps.view(-1, 2, side, side))
+            h = block(h, c, block_maps)  # doubles H, W
             if i == 0 and self.detail is not None:
                 h = self.detail(h, detail if detail is not None and detail.numel() else None, photo, psi)
         return torch.tanh(self.out(F.relu(self.out_bn(h))))
