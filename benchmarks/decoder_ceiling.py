@@ -13,7 +13,9 @@ judge space (`productgen.evaluate.score_renders`; FID, precision / recall, categ
     renders     the generator on render noise, given the holdout rows (as renders are made)
     real        the train photos themselves (the floor)
 
-and the prior's fit to the encoder's codes, on train rows and on holdout rows: its negative
+Each set also counts its holes (`productgen.metrics.holes`: background-coloured pixels closed in
+by the item, per image): the white specks of a render, the prints, eyelets and highlights of a
+photo. And the prior's fit to the encoder's codes, on train rows and on holdout rows: its negative
 log-likelihood per code (a prior over-fitted to train rows scores worse on holdout rows) and, per
 category, the spread of its draws over the spread of the encoder's codes (1.0: as wide as the codes).
 
@@ -31,6 +33,7 @@ import torch
 from productgen.dataset import TrainingSet, load_training_set
 from productgen.evaluate import EVALUATIONS, _channels_first, _subset, score_renders, stratified
 from productgen.judge import load_or_train_judge, relabel
+from productgen.metrics import holes
 from productgen.runs import TrainedGenerator, load_generator
 from productgen.sheets import to_uint8
 
@@ -129,15 +132,17 @@ def main() -> None:
         sets["ceiling, drawn detail"] = (drawn, others)
     sets["renders"] = (_decode(model, holdout.conditions, noise=noise), holdout)
     sets["real"] = (others.images, others)
-    print(f"| {args.run.name} | category | FID (floor) | precision / recall |")
-    print("|---|---|---|---|")
+    print(f"| {args.run.name} | category | FID (floor) | precision / recall | holes / image (share, any) |")
+    print("|---|---|---|---|---|")
     for name, (images, rows) in sets.items():
         s = score_renders(
             judge, images, relabel(rows, judge.classes), holdout.images, reference, rows=args.rows
         )
+        count = holes(images).float()
         print(
             f"| {name} | {s['accuracy']['category']:.1%} | {s['fid']:.2f} ({s['fid_floor']:.2f}) "
-            f"| {s['precision']:.2f} / {s['recall']:.2f} |",
+            f"| {s['precision']:.2f} / {s['recall']:.2f} "
+            f"| {count.mean():.2f} ({(count > 0).float().mean():.0%}) |",
             flush=True,
         )
     sample = torch.randperm(len(train), generator=torch.Generator().manual_seed(2))[: 5 * args.rows]

@@ -7,6 +7,8 @@ and, between an image and an edit of it (a colour variant), whether the item kep
 
     silhouette         the item's pixels: those that differ from the photo's border colour
     silhouette_iou     intersection over union of two images' silhouettes
+    holes              per image, background-coloured pixels closed in by the item (white
+                       specks in a render; prints, eyelets and highlights in a photo)
     shading_ssim       SSIM (Wang et al. 2004) of the items' shading: grey levels over the item's
                        median grey, so a navy and a yellow jacket with the same folds match
 
@@ -21,8 +23,8 @@ import numpy as np
 import torch
 
 __all__ = [
-    "background_distance", "frechet_distance", "precision_recall", "shading_ssim", "silhouette",
-    "silhouette_iou",
+    "background_distance", "frechet_distance", "holes", "precision_recall", "shading_ssim",
+    "silhouette", "silhouette_iou",
 ]  # fmt: skip
 
 
@@ -92,6 +94,14 @@ def silhouette_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     union = (sa | sb).sum((1, 2))
     inter = (sa & sb).sum((1, 2))
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union, dtype=torch.float32))
+
+
+def holes(images: torch.Tensor, window: int = 5, enclosed: int = 20) -> torch.Tensor:
+    """uint8 (N, 3, S, S) -> (N,): how many pixels of each image are background-coloured (off its
+    silhouette) while at least `enclosed` of the others in the window around them are item."""
+    item = silhouette(images)[:, None].float()  # (N, 1, S, S); off the image counts as background
+    around = torch.nn.functional.avg_pool2d(item, window, stride=1, padding=window // 2) * window**2
+    return ((item == 0) & (around >= enclosed)).sum((1, 2, 3))
 
 
 def _shading(images: torch.Tensor) -> torch.Tensor:

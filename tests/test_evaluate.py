@@ -25,7 +25,7 @@ from productgen.evaluate import (
     wilson,
 )
 from productgen.judge import judge_accuracy, relabel, train_judge
-from productgen.metrics import frechet_distance
+from productgen.metrics import frechet_distance, holes
 from productgen.paraphrase import paraphrase_set
 
 
@@ -80,6 +80,21 @@ def test_frechet_distance_of_known_gaussians() -> None:
     assert frechet_distance(a, rng.normal(size=(20000, 4))) == pytest.approx(0.0, abs=0.02)
     # shifting every coordinate by 1 adds |mu|^2 = 4; doubling the scale adds 4 * (1 - 2)^2 = 4 more
     assert frechet_distance(a, rng.normal(1.0, 2.0, size=(20000, 4))) == pytest.approx(8.0, rel=0.05)
+
+
+def test_holes_are_background_pixels_closed_in_by_the_item() -> None:
+    """A speck inside a jacket counts, a notch at its edge and the background around it do not,
+    whatever the background's colour."""
+    image = torch.full((1, 3, 32, 32), 255, dtype=torch.uint8)
+    image[:, :, 8:24, 8:24] = torch.tensor([20, 30, 90], dtype=torch.uint8)[:, None, None]
+    assert holes(image).tolist() == [0]
+    image[:, :, 12, 12] = 255  # one speck
+    image[:, :, 18:20, 18:20] = 250  # a 2 x 2 patch of near-background
+    image[:, :, 8, 15] = 255  # a notch in the edge: most of its window is background
+    assert holes(image).tolist() == [5]
+    grey = torch.where(image == 255, torch.tensor(128, dtype=torch.uint8), image)  # another backdrop
+    # on a grey backdrop the near-white patch is item, and the speck (grey now) is still a hole
+    assert holes(torch.cat([grey, image])).tolist() == [1, 5]
 
 
 def test_heldout_words_are_in_none_of_the_readers_lists() -> None:
