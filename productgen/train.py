@@ -97,7 +97,9 @@ PRESETS: dict[str, dict[str, object]] = {
     # 2 CPU cores, 30 minutes: the cVAE with StyleGAN's noise inputs and its classifier also
     # judging its reconstructions from step 1,000 (VQGAN's balanced weight), the recipe that needs
     # steps (no better than cpu-demo in 10 minutes): 6,116 steps, FID 2.06x the floor (cpu-demo:
-    # 3.7x), recall 0.77 (0.69), category ratio 1.01, the first knit lines (README, "cpu-quality")
+    # 3.7x), recall 0.77 (0.69), category ratio 1.01, the first knit lines (README, "cpu-quality");
+    # without the noise inputs its 30 minutes came apart (the classifier won: FID 4.8x, recall 0.66;
+    # README, "Without noise inputs, 30 minutes come apart")
     "cpu-quality": {
         "family": "cvae", "batch_size": 64, "g_ch": 16, "d_ch": 16, "max_minutes": 30.0,
         "channels_last": True, "amp": "auto",
