@@ -8,7 +8,7 @@ and, between an image and an edit of it (a colour variant), whether the item kep
     silhouette         the item's pixels: those that differ from the photo's border colour
     silhouette_iou     intersection over union of two images' silhouettes
     holes              per image, background-coloured pixels closed in by the item (white
-                       specks in a render; prints, eyelets and highlights in a photo)
+                       specks in a render; stripes, prints, gaps between straps in a photo)
     shading_ssim       SSIM (Wang et al. 2004) of the items' shading: grey levels over the item's
                        median grey, so a navy and a yellow jacket with the same folds match
 
