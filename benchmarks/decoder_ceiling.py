@@ -15,7 +15,9 @@ judge space (`productgen.evaluate.score_renders`; FID, precision / recall, categ
 
 Each set also counts its holes (`productgen.metrics.holes`: background-coloured pixels closed in
 by the item, per image): the white specks of a render, the stripes, prints and gaps between
-straps of a photo. And the prior's fit to the encoder's codes, on train rows and on holdout rows: its negative
+straps of a photo.
+
+And the prior's fit to the encoder's codes, on train rows and on holdout rows: its negative
 log-likelihood per code (a prior over-fitted to train rows scores worse on holdout rows) and, per
 category, the spread of its draws over the spread of the encoder's codes (1.0: as wide as the codes).
 
