@@ -23,6 +23,7 @@ from productgen import distributed
 from productgen.checkpoint import CheckpointError, flatten_optimizer, unflatten_optimizer
 from productgen.conditioning import PARTS, ConditionConfig
 from productgen.dataset import TrainingSet, load_training_set
+from productgen.guard import GradientGuard, check_ratio
 from productgen.losses import Batch, GANLoss, LossWeights, VAEGANLoss, VAELoss
 from productgen.models import FAMILY_NETWORKS, Discriminator, ModelConfig
 from productgen.runs import RunFolder, vocabulary_tensors
@@ -75,12 +76,16 @@ class TrainConfig:
     amp: bool | str = False
     channels_last: bool = False
     compile: bool = False
+    # the generator side's update (encoder and decoder) clipped where its gradient norm passes this
+    # many times its running average, zeroed where not finite (productgen.guard); 0: off
+    grad_clip: float = 0.0
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
 
 
 PROGRESS_EVERY = 10  # steps between progress callbacks; reading losses syncs the device
+GUARDED = ("opt", "opt_g")  # the optimizers grad_clip guards: the generator side's (and encoder's)
 
 # Presets are data: overrides of TrainConfig's defaults.
 PRESETS: dict[str, dict[str, object]] = {
@@ -141,9 +146,12 @@ FAMILY_DEFAULTS: dict[str, dict[str, object]] = {
     # Not kept: its classifier also telling photos from prior samples from step 1,000, the decoder
     # asked to fool it (weights.prior_adv 3): FID 7.2 / 8.0 -> 6.6 / 7.3 and recall 0.82 / 0.82 ->
     # 0.85 / 0.84 in two runs, then a third came apart after step 2,000 (FID 37.6; README)
+    # and its update is guarded (productgen.guard): at batch 128 one gradient of 20x the usual
+    # norm at step 1,327 threw the code's KL from 45 to 10,220 nats and the run never recovered;
+    # clipped to 4x the running average, the same run went on as before (README)
     "cvae": {
         "z_dim": 32, "lr_g": 1e-3, "cond_augment": False, "prior_components": 8, "detail_ch": 4,
-        "weights": LossWeights(kl_vae=0.5, prior_aux=10.0),
+        "grad_clip": 4.0, "weights": LossWeights(kl_vae=0.5, prior_aux=10.0),
     },
     # the cVAE's settings, its reliable control kept, plus a discriminator on both its
     # reconstructions and its prior samples; the adversarial weight is in per-image-sum units
@@ -384,7 +392,9 @@ def _sample_sheet(ema: nn.Module, data: TrainingSet, path: Path, step: int, devi
     return save_png(sheet, path)
 
 
-def _state_tensors(loss, ema: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, list]]:
+def _state_tensors(
+    loss, ema: nn.Module, guards: dict[str, GradientGuard]
+) -> tuple[dict[str, torch.Tensor], dict[str, list]]:
     tensors: dict[str, torch.Tensor] = {}
     for name, net in loss.networks().items():
         tensors.update({f"{name}.{k}": v for k, v in _unwrap(net).state_dict().items()})
@@ -393,6 +403,8 @@ def _state_tensors(loss, ema: nn.Module) -> tuple[dict[str, torch.Tensor], dict[
     for name, opt in loss.optimizers().items():
         flat, groups[name] = flatten_optimizer(name, opt)
         tensors.update(flat)
+    for name, guard in guards.items():
+        tensors.update({f"guard.{name}.{k}": v for k, v in guard.state_dict().items()})
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
@@ -400,7 +412,12 @@ def _state_tensors(loss, ema: nn.Module) -> tuple[dict[str, torch.Tensor], dict[
 
 
 def _restore(
-    run: RunFolder, loss, ema: nn.Module, model_config: ModelConfig, fingerprint: str
+    run: RunFolder,
+    loss,
+    ema: nn.Module,
+    guards: dict[str, GradientGuard],
+    model_config: ModelConfig,
+    fingerprint: str,
 ) -> tuple[int, dict]:
     tensors, meta, latest = run.read_latest_checkpoint()
     if meta["model_config"] != json.loads(json.dumps(model_config.to_json())):
@@ -418,6 +435,10 @@ def _restore(
     ema.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("G_ema.")})
     for name, opt in loss.optimizers().items():
         unflatten_optimizer(name, opt, tensors, meta["param_groups"][name])
+    for name, guard in guards.items():  # a checkpoint from before the guard: it starts afresh
+        state = {k.split(".")[-1]: v for k, v in tensors.items() if k.startswith(f"guard.{name}.")}
+        if state:
+            guard.load_state_dict(state)
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
@@ -439,6 +460,8 @@ def train(
     device = pick_device(config.device)
     bf16 = uses_bf16(config, device)  # before the data loads: a bad setting fails at once
     lr_factor(0.0, config.lr_warmdown)  # so does a bad warm-down
+    if config.grad_clip != 0:
+        check_ratio(config.grad_clip)  # and a bad guard
     torch.manual_seed(config.seed)
     snap, run = Snapshot(snapshot), RunFolder(run_dir)
     conditioning = ConditionConfig.for_snapshot(snap, config.conditioning)
@@ -449,9 +472,16 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     if leader:
         run.remove_partial_writes()  # a run killed mid-write leaves its temporary file behind
+    if group is not None:  # first: the guards below then read gradients averaged over the ranks
+        group.average_gradients_before_steps(loss.optimizers().values(), loss.networks().values())
+    guards = {
+        name: GradientGuard(opt, config.grad_clip)
+        for name, opt in loss.optimizers().items()
+        if name in GUARDED and config.grad_clip != 0
+    }
     step, metrics = 0, {}
     if resume:
-        step, metrics = _restore(run, loss, ema, model_config, data.fingerprint)
+        step, metrics = _restore(run, loss, ema, guards, model_config, data.fingerprint)
     elif run.has_checkpoints():
         raise ValueError(
             f"{run_dir}: already holds a run; pass --resume to continue it, or choose another --out"
@@ -462,7 +492,6 @@ def train(
     share = slice(None)
     if group is not None:
         group.same_start([*loss.networks().values(), ema])
-        group.average_gradients_before_steps(loss.optimizers().values(), loss.networks().values())
         share = group.share(len(data))
         torch.manual_seed(config.seed + 7919 * group.rank + step)  # each rank its own batches and noise
 
@@ -501,7 +530,7 @@ def train(
             return
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             standing_stats(ema, conditions)  # its own draws must not shift the training stream
-        tensors, groups = _state_tensors(loss, ema)
+        tensors, groups = _state_tensors(loss, ema, guards)
         meta = {**meta_base, "step": step, "metrics": metrics, "param_groups": groups}
         run.write_checkpoint(step, tensors, meta, keep=config.keep_checkpoints)
         vocab = vocabulary_tensors(data.vocabulary)
@@ -526,6 +555,12 @@ def train(
             standing_stats(ema, conditions)
             path = _sample_sheet(ema, data, run.sample_sheet(step), step, device)
         run.save_sample_sheet(path)
+
+    def read_metrics(losses: dict[str, torch.Tensor]) -> dict[str, float]:
+        out = {k: round(float(v), 5) for k, v in losses.items()}
+        if guards:  # updates the guards clipped so far, this run's whole life
+            out["clipped_updates"] = sum(float(g.clipped) for g in guards.values())
+        return out
 
     def budget_used() -> tuple[float, bool]:
         """The share of the budget spent (steps or this session's minutes, whichever is further)
@@ -557,7 +592,7 @@ def train(
         step += 1
         on_time = step % config.sample_every == 0 or step % config.checkpoint_every == 0
         if on_time or step % PROGRESS_EVERY == 0:
-            metrics = {k: round(float(v), 5) for k, v in losses.items()}  # waits for the device
+            metrics = read_metrics(losses)  # waits for the device
         if on_progress is not None and step % PROGRESS_EVERY == 0:
             done = step - first_step
             rate = done * global_batch / max(time.perf_counter() - started, 1e-9)
@@ -570,7 +605,7 @@ def train(
             write_checkpoint()
 
     if step > first_step:
-        metrics = {k: round(float(v), 5) for k, v in losses.items()}
+        metrics = read_metrics(losses)
     seconds = time.perf_counter() - started
     rate = (step - first_step) * global_batch / max(seconds, 1e-9)
     sample()
