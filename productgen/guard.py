@@ -68,5 +68,11 @@ class GradientGuard:
         return {"average": self.average, "seen": self.seen, "clipped": self.clipped}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for name in ("average", "seen", "clipped"):
+        """STATE as state_dict gives it; ValueError for anything else (a checkpoint is a file)."""
+        names = ("average", "seen", "clipped")
+        if sorted(state) != sorted(names) or not all(
+            v.numel() == 1 and v.is_floating_point() and 0 <= v.item() < math.inf for v in state.values()
+        ):
+            raise ValueError(f"the update guard's state must be {', '.join(names)}: one number >= 0 each")
+        for name in names:
             setattr(self, name, state[name].to(self.average.device, torch.float32).reshape(()))

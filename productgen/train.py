@@ -437,8 +437,11 @@ def _restore(
         unflatten_optimizer(name, opt, tensors, meta["param_groups"][name])
     for name, guard in guards.items():  # a checkpoint from before the guard: it starts afresh
         state = {k.split(".")[-1]: v for k, v in tensors.items() if k.startswith(f"guard.{name}.")}
-        if state:
-            guard.load_state_dict(state)
+        try:
+            if state:
+                guard.load_state_dict(state)
+        except ValueError as e:
+            raise CheckpointError(f"{latest}: {e}; start a new run") from None
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])

@@ -55,12 +55,15 @@ def test_nothing_is_clipped_before_the_warm_up_has_seen_the_runs_scale() -> None
     assert guard.clipped.item() == 0
 
 
-def test_the_state_round_trips_and_a_ratio_not_above_one_is_refused() -> None:
+def test_the_state_round_trips_and_bad_state_or_a_ratio_not_above_one_is_refused() -> None:
     weight, optimizer, guard = _guarded(warmup=0)
     _step(weight, optimizer, torch.ones(4))
     _, _, fresh = _guarded(warmup=0)
     fresh.load_state_dict({k: v.clone() for k, v in guard.state_dict().items()})
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in guard.state_dict().items())
+    for bad in ({"average": torch.tensor(float("nan"))}, {**guard.state_dict(), "seen": torch.tensor(-1.0)}):
+        with pytest.raises(ValueError, match="one number >= 0 each"):
+            fresh.load_state_dict(bad)
     for ratio in (1.0, 0.5, -4.0, True):
         with pytest.raises(ValueError, match="grad_clip must be above 1"):
             GradientGuard(optimizer, ratio=ratio)  # type: ignore[arg-type]

@@ -178,6 +178,16 @@ def test_corrupt_checkpoint_is_a_clear_error_and_the_previous_stays(
     assert load_checkpoint(first)[1]["step"] == 2
 
 
+def test_a_checkpoint_with_a_bad_guard_state_is_refused(tiny_snapshot: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(tiny_snapshot, run, _tiny(2, family="cvae"))
+    (latest,) = (run / "checkpoints").glob("*.safetensors")
+    tensors, meta = load_checkpoint(latest)
+    save_checkpoint(latest, {**tensors, "guard.opt.average": torch.tensor(float("nan"))}, meta)
+    with pytest.raises(CheckpointError, match=rf"{latest.name}: the update guard's state must be"):
+        train(tiny_snapshot, run, _tiny(4, family="cvae"), resume=True)
+
+
 def test_presets_and_overrides_fail_loudly_when_unknown() -> None:
     with pytest.raises(ValueError, match="unknown preset 'fast'"):
         train_config("fast")
