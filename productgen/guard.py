@@ -69,7 +69,7 @@ class GradientGuard:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """STATE as state_dict gives it; ValueError for anything else (a checkpoint is a file)."""
-        names = ("average", "seen", "clipped")
+        names = tuple(self.state_dict())
         if sorted(state) != sorted(names) or not all(
             v.numel() == 1 and v.is_floating_point() and 0 <= v.item() < math.inf for v in state.values()
         ):

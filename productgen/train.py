@@ -437,9 +437,10 @@ def _restore(
         unflatten_optimizer(name, opt, tensors, meta["param_groups"][name])
     for name, guard in guards.items():  # a checkpoint from before the guard: it starts afresh
         state = {k.split(".")[-1]: v for k, v in tensors.items() if k.startswith(f"guard.{name}.")}
+        if not state:
+            continue
         try:
-            if state:
-                guard.load_state_dict(state)
+            guard.load_state_dict(state)
         except ValueError as e:
             raise CheckpointError(f"{latest}: {e}; start a new run") from None
     torch.set_rng_state(tensors["rng.torch"])
