@@ -271,7 +271,8 @@ def train_cmd(
             total = p.max_steps if p.max_steps else None
             if total is None and p.max_seconds:
                 total = p.step * p.max_seconds / max(p.elapsed_s, 1e-9)
-            losses = "  ".join(f"{k} {v:.3f}" for k, v in p.metrics.items())
+            shown = {k: v if isinstance(v, int) else f"{v:.3f}" for k, v in p.metrics.items()}  # counts whole
+            losses = "  ".join(f"{k} {v}" for k, v in shown.items())
             bar.update(task, completed=p.step, total=total, rate=p.images_per_s, losses=losses)
 
         try:

@@ -150,8 +150,8 @@ FAMILY_DEFAULTS: dict[str, dict[str, object]] = {
     # norm at step 1,327 threw the code's KL from 45 to 10,220 nats and the run never recovered;
     # clipped to 4x the running average, the same run went on as before (README)
     "cvae": {
-        "z_dim": 32, "lr_g": 1e-3, "cond_augment": False, "prior_components": 8, "detail_ch": 4,
-        "grad_clip": 4.0, "weights": LossWeights(kl_vae=0.5, prior_aux=10.0),
+        "z_dim": 32, "lr_g": 1e-3, "beta1": 0.5, "cond_augment": False, "prior_components": 8,
+        "detail_ch": 4, "grad_clip": 4.0, "weights": LossWeights(kl_vae=0.5, prior_aux=10.0),
     },
     # the cVAE's settings, its reliable control kept, plus a discriminator on both its
     # reconstructions and its prior samples; the adversarial weight is in per-image-sum units
@@ -294,15 +294,13 @@ def _build(config: TrainConfig, data: TrainingSet, device: torch.device, bf16: b
     fused = device.type == "cuda"  # one kernel for the whole update
     E = on_device(networks.encoder) if networks.encoder is not None else None
     g_params = [*G.parameters(), *(E.parameters() if E is not None else [])]
+    betas = (config.beta1, config.beta2)
     if networks.discriminator is None:  # the cVAE: one optimiser for encoder and decoder
-        opt = torch.optim.Adam(g_params, lr=config.lr_g, betas=(0.5, 0.999), fused=fused)
+        opt = torch.optim.Adam(g_params, lr=config.lr_g, betas=betas, fused=fused)
         C = on_device(Discriminator) if classifier and (aux or adversarial) else None
-        opt_c = (
-            torch.optim.Adam(C.parameters(), lr=config.lr_d, betas=(0.5, 0.999), fused=fused) if C else None
-        )
+        opt_c = torch.optim.Adam(C.parameters(), lr=config.lr_d, betas=betas, fused=fused) if C else None
         return model_config, G, ema, VAELoss(G, E, opt, config.weights, autocast, C, opt_c)
     D = on_device(networks.discriminator)
-    betas = (config.beta1, config.beta2)
     opt_g = torch.optim.Adam(g_params, lr=config.lr_g, betas=betas, fused=fused)
     opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=betas, fused=fused)
     if E is not None:
@@ -563,7 +561,7 @@ def train(
     def read_metrics(losses: dict[str, torch.Tensor]) -> dict[str, float]:
         out = {k: round(float(v), 5) for k, v in losses.items()}
         if guards:  # updates the guards clipped so far, this run's whole life
-            out["clipped_updates"] = sum(float(g.clipped) for g in guards.values())
+            out["clipped_updates"] = sum(int(g.clipped) for g in guards.values())
         return out
 
     def budget_used() -> tuple[float, bool]:

@@ -137,6 +137,7 @@ def test_resume_is_bit_for_bit(tiny_snapshot: Path, tmp_path: Path, family: str,
     assert different == []
     if family == "cvae":  # its update guard (productgen.guard) counted on from the checkpoint's 3
         assert b["guard.opt.seen"].item() == 6
+        assert resumed.metrics["clipped_updates"] == 0 and isinstance(resumed.metrics["clipped_updates"], int)
     latest = sorted((tmp_path / "split" / "checkpoints").glob("*.safetensors"))[-1]
     (group,) = load_checkpoint(latest)[1]["param_groups"]["opt_g" if family == "cgan" else "opt"]
     # the last update (step 6 of 6: 5/6 of the budget spent) ran at a third of the rate
@@ -186,6 +187,16 @@ def test_a_checkpoint_with_a_bad_guard_state_is_refused(tiny_snapshot: Path, tmp
     save_checkpoint(latest, {**tensors, "guard.opt.average": torch.tensor(float("nan"))}, meta)
     with pytest.raises(CheckpointError, match=rf"{latest.name}: the update guard's state must be"):
         train(tiny_snapshot, run, _tiny(4, family="cvae"), resume=True)
+
+
+@pytest.mark.parametrize("family", ["cvae", "cgan"])
+def test_every_optimizer_takes_the_runs_betas(tiny_snapshot: Path, tmp_path: Path, family: str) -> None:
+    """`--set beta1=...` reaches every optimizer of the run, the cVAE's too (its own default: 0.5)."""
+    assert train_config("cpu-demo").beta1 == 0.5 and train_config("cpu-demo", family="cgan").beta1 == 0.0
+    train(tiny_snapshot, tmp_path / "run", _tiny(1, family=family, beta1=0.9, beta2=0.99))
+    (latest,) = (tmp_path / "run" / "checkpoints").glob("*.safetensors")
+    groups = load_checkpoint(latest)[1]["param_groups"]
+    assert len(groups) == 2 and {tuple(g["betas"]) for gs in groups.values() for g in gs} == {(0.9, 0.99)}
 
 
 def test_presets_and_overrides_fail_loudly_when_unknown() -> None:
