@@ -143,13 +143,13 @@ FAMILY_DEFAULTS: dict[str, dict[str, object]] = {
     # and a second, spatial code of 4 channels at 8 x 8 (DetailLatent) carries what one code
     # cannot: decoder's fair ceiling FID 7.8 -> 6.7, recall 0.85 -> 0.88; renders (two runs each,
     # bf16) FID 7.9 / 8.7 -> 7.2 / 8.0, CAS 72.5 / 72.2% -> 74.7 / 74.7%, same steps (README)
+    # and its update is guarded (productgen.guard): at batch 128 one gradient of 20x the usual
+    # norm at step 1,327 threw the code's KL from 45 to 10,220 nats and the run never recovered;
+    # clipped to 4x the running average, the same run went on as before (README)
     # Not kept: its classifier also telling photos from prior samples from step 1,000, the decoder
     # asked to fool it (weights.prior_adv 3): FID 7.2 / 8.0 -> 6.6 / 7.3 and recall 0.82 / 0.82 ->
     # 0.85 / 0.84 in two runs, then a third came apart after step 2,000 (FID 37.6; README); with
     # the update guard, 1 of 5 seeds came apart the same way (README, "Five guarded seeds")
-    # and its update is guarded (productgen.guard): at batch 128 one gradient of 20x the usual
-    # norm at step 1,327 threw the code's KL from 45 to 10,220 nats and the run never recovered;
-    # clipped to 4x the running average, the same run went on as before (README)
     # Adam's beta1 stays 0.5: 0.9 was no better at the same 2,922 steps (FID 15.6 against 15.0,
     # recall 0.69 both, benchmark judge; README, "Five guarded seeds")
     "cvae": {
