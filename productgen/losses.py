@@ -36,7 +36,9 @@ from torch import nn
 from productgen.models.augment import diff_augment
 from productgen.models.networks import Discriminator, Generator, VAEEncoder
 
-__all__ = ["ADVERSARIAL", "Batch", "CycleLoss", "GANLoss", "LossWeights", "VAEGANLoss", "VAELoss"]
+__all__ = [
+    "ADVERSARIAL", "Batch", "CycleLoss", "GANLoss", "LeCamAnchors", "LossWeights", "VAEGANLoss", "VAELoss",
+]  # fmt: skip
 
 
 @dataclass
@@ -79,6 +81,11 @@ class LossWeights:
     # the decoder is asked to fool it (VQGAN's recipe, Esser et al. 2021), the term balanced: its
     # gradient at the decoder's last layer is the pixel loss's times this weight; 0: off
     recon_adv: float = 0.0
+    # every discriminator (the GANs', the VAE-GAN's, the cVAE's classifier with prior_adv or
+    # recon_adv): LeCam's regulariser (Tseng et al. 2021), each score pulled towards the moving
+    # average of the other kind's scores, so the discriminator cannot run away from the
+    # generator; 0: off
+    lecam: float = 0.0
     # VAE-GAN, and the cVAE's prior_adv / recon_adv: the step its adversarial (and feature) terms start
     # (VQGAN's disc_start)
     adv_start: int = 0
@@ -92,6 +99,8 @@ class LossWeights:
             raise ValueError(f"r1_every must be a positive integer, got {self.r1_every!r}")
         if not isinstance(self.adv_start, int) or isinstance(self.adv_start, bool) or self.adv_start < 0:
             raise ValueError(f"adv_start must be a step number (0 or more), got {self.adv_start!r}")
+        if not self.lecam >= 0:  # NaN too
+            raise ValueError(f"lecam must be 0 (off) or a positive weight, got {self.lecam!r}")
         if self.prior_adv > 0 and self.recon_adv > 0:
             raise ValueError(
                 "the cVAE's classifier judges prior samples (prior_adv) or reconstructions "
@@ -170,13 +179,22 @@ def _photo_attributes(net: nn.Module, w: LossWeights, batch: Batch) -> torch.Ten
     return _aux_loss(_judge(net, w, batch.images, batch.conditions)[1], batch.labels)
 
 
-def _d_loss(D: nn.Module, w: LossWeights, batch: Batch, fake: torch.Tensor, fake_cond: torch.Tensor):
+def _d_loss(
+    D: nn.Module,
+    w: LossWeights,
+    batch: Batch,
+    fake: torch.Tensor,
+    fake_cond: torch.Tensor,
+    anchors: LeCamAnchors | None = None,
+):
     """The discriminator's loss on real photos vs `fake` (detached), aux heads on real photos only,
     plus its regularisers; (loss, aux loss)."""
     real_score, real_aux = _judge(D, w, batch.images, batch.conditions)
     fake_score, _ = _judge(D, w, fake.detach(), fake_cond)
     d_aux = _aux_loss(real_aux, batch.labels)
     d_loss = d_adversarial(w.adversarial, real_score, fake_score) + w.aux * d_aux
+    if anchors is not None:
+        d_loss = d_loss + w.lecam * anchors.penalty(real_score, fake_score)
     return d_loss + d_regulariser(D, w, batch, fake[: len(batch.images)]), d_aux
 
 
@@ -192,6 +210,35 @@ def _prior_samples(G: Generator, noise: torch.Tensor, cond: torch.Tensor) -> tor
     with torch.no_grad():
         codes = G.codes(noise, cond)
     return G.decode(codes, cond, noise[:, G.config.z_dim :])
+
+
+class LeCamAnchors(nn.Module):
+    """Moving averages of a discriminator's mean score on real and on fake images (buffers, so
+    checkpoints carry them and a resume is exact)."""
+
+    def __init__(self, decay: float = 0.99) -> None:
+        super().__init__()
+        self.decay = decay
+        self.register_buffer("real", torch.zeros(()))
+        self.register_buffer("fake", torch.zeros(()))
+
+    def penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """Update the averages with this batch's scores, then each score's squared distance from
+        the other kind's average."""
+        real, fake = real.float(), fake.float()
+        with torch.no_grad():
+            self.real.lerp_(real.mean(), 1 - self.decay)
+            self.fake.lerp_(fake.mean(), 1 - self.decay)
+        return (real - self.fake).pow(2).mean() + (fake - self.real).pow(2).mean()
+
+
+def _lecam(w: LossWeights) -> LeCamAnchors | None:
+    return LeCamAnchors() if w.lecam > 0 else None
+
+
+def _named(anchors: LeCamAnchors | None) -> dict[str, nn.Module]:
+    """The anchors as one of a loss's networks, so checkpoints carry them."""
+    return {"lecam": anchors} if anchors is not None else {}
 
 
 def _vae_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -212,6 +259,7 @@ class GANLoss:
     ) -> None:
         self.G, self.D, self.opt_g, self.opt_d, self.w = generator, discriminator, opt_g, opt_d, weights
         self.autocast = autocast or nullcontext()
+        self.anchors = _lecam(weights)
 
     def _diversity(self, z: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """-min(image distance / noise distance, cap) for a second draw on half the batch's conditions.
@@ -235,7 +283,7 @@ class GANLoss:
         with self.autocast:
             with torch.no_grad():
                 fake = self.G(z, batch.conditions)
-            d_loss, d_aux = _d_loss(self.D, self.w, batch, fake, batch.conditions)
+            d_loss, d_aux = _d_loss(self.D, self.w, batch, fake, batch.conditions, self.anchors)
         d_loss.backward()
         self.opt_d.step()
 
@@ -259,7 +307,7 @@ class GANLoss:
         }
 
     def networks(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "D": self.D}
+        return {"G": self.G, "D": self.D} | _named(self.anchors)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"opt_g": self.opt_g, "opt_d": self.opt_d}
@@ -292,6 +340,12 @@ class VAELoss:
         self.G, self.E, self.opt, self.w = decoder, encoder, opt, weights
         self.C, self.opt_c = classifier, opt_c
         self.autocast = autocast or nullcontext()
+        if weights.lecam > 0 and (classifier is None or weights.prior_adv == weights.recon_adv == 0):
+            raise ValueError(
+                "lecam regularises a discriminator; the cVAE's classifier is one only with "
+                "prior_adv or recon_adv: set one of them, or lecam to 0"
+            )
+        self.anchors = _lecam(weights)
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One update; returns the losses as 0-d tensors (reading them waits for the device)."""
@@ -311,7 +365,8 @@ class VAELoss:
             with self.autocast:
                 if judge_prior or judge_recon:
                     fake = prior if judge_prior else recon.detach()
-                    c_loss, out["c_aux"] = _d_loss(self.C, self.w, batch, fake, batch.conditions)
+                    cond = batch.conditions
+                    c_loss, out["c_aux"] = _d_loss(self.C, self.w, batch, fake, cond, self.anchors)
                 else:
                     c_loss = out["c_aux"] = _photo_attributes(self.C, self.w, batch)
             c_loss.backward()
@@ -368,7 +423,8 @@ class VAELoss:
         return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0, 1e4).detach()
 
     def networks(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "E": self.E} | ({"C": self.C} if self.C is not None else {})
+        classifier = {"C": self.C} if self.C is not None else {}
+        return {"G": self.G, "E": self.E} | classifier | _named(self.anchors)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"opt": self.opt} | ({"opt_c": self.opt_c} if self.opt_c is not None else {})
@@ -397,6 +453,7 @@ class VAEGANLoss:
             weights,
         )
         self.autocast = autocast or nullcontext()
+        self.anchors = _lecam(weights)
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One update; returns the losses as 0-d tensors (reading them waits for the device)."""
@@ -412,7 +469,8 @@ class VAEGANLoss:
 
             self.opt_d.zero_grad(set_to_none=True)
             if adversarial:  # real photos against both kinds of generated image
-                d_loss, _ = _d_loss(self.D, self.w, batch, torch.cat([prior, recon]), torch.cat([cond, cond]))
+                fakes, conds = torch.cat([prior, recon]), torch.cat([cond, cond])
+                d_loss, _ = _d_loss(self.D, self.w, batch, fakes, conds, self.anchors)
             else:  # before: D learns only the attributes, from photos (the cVAE's classifier)
                 d_loss = self.w.aux * _photo_attributes(self.D, self.w, batch)
         if d_loss.requires_grad:
@@ -459,7 +517,7 @@ class VAEGANLoss:
         return {k: v.detach() for k, v in losses.items()}
 
     def networks(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "E": self.E, "D": self.D}
+        return {"G": self.G, "E": self.E, "D": self.D} | _named(self.anchors)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"opt_g": self.opt_g, "opt_d": self.opt_d}

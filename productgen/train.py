@@ -430,9 +430,10 @@ def _restore(
             f"{latest}: trained on other data (fingerprint {meta['data_fingerprint']}); start a new run"
         )
     for name, net in loss.networks().items():
-        _unwrap(net).load_state_dict(
-            {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
-        )
+        state = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
+        if not state and name == "lecam":  # LeCam turned on at this resume: its averages start afresh
+            continue
+        _unwrap(net).load_state_dict(state)
     ema.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("G_ema.")})
     for name, opt in loss.optimizers().items():
         unflatten_optimizer(name, opt, tensors, meta["param_groups"][name])

@@ -17,6 +17,7 @@ from productgen.checkpoint import load_checkpoint
 from productgen.losses import (
     Batch,
     GANLoss,
+    LeCamAnchors,
     LossWeights,
     VAEGANLoss,
     VAELoss,
@@ -207,6 +208,9 @@ def test_the_cvae_classifier_learns_from_photos_only_and_steers_the_prior_sample
         ("vaegan", {"prior_aux": 10.0}, "G.prior."),  # with its conditional prior (set below)
         ("cvae", {"prior_aux": 20.0}, "G.detail."),  # with its detail code (set below)
         ("cvae", {"prior_aux": 20.0, "recon_adv": 0.5, "adv_start": 2}, "G.blocks.0.noise_strength"),
+        ("cvae", {"prior_aux": 20.0, "prior_adv": 5.0, "adv_start": 2, "lecam": 0.3}, "lecam."),
+        ("vaegan", {"prior_aux": 10.0, "lecam": 0.3}, "lecam."),
+        ("cgan", {"lecam": 0.3}, "lecam."),
     ],
 )
 def test_the_classifier_options_resume_bit_for_bit(
@@ -317,6 +321,52 @@ def test_the_cvae_classifier_judges_reconstructions_balanced_vqgan_style() -> No
     assert torch.allclose((weight * g_adv).norm(), g_rec.norm(), rtol=1e-3)
     with pytest.raises(ValueError, match="not both"):
         LossWeights(prior_adv=1.0, recon_adv=1.0)
+
+
+def test_lecam_pulls_each_score_towards_the_other_kinds_average() -> None:
+    """weights.lecam adds, to the discriminator's loss, each real score's squared distance from the
+    moving average of fake scores and each fake score's from that of real scores (the averages
+    updated with this batch first); the generator's side is untouched."""
+    anchors = LeCamAnchors(decay=0.9)
+    real, fake = torch.tensor([2.0, 4.0]), torch.tensor([-1.0, -3.0])
+    penalty = anchors.penalty(real, fake)
+    assert torch.allclose(anchors.real, torch.tensor(0.3))  # 0.9 * 0 + 0.1 * 3
+    assert torch.allclose(anchors.fake, torch.tensor(-0.2))
+    expected = ((real + 0.2) ** 2).mean() + ((fake - 0.3) ** 2).mean()
+    assert torch.allclose(penalty, expected)
+
+    torch.manual_seed(0)
+    G, D = build_generator(CONFIG), Discriminator(CONFIG)
+    G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
+
+    def loss_of(G, D, weights):
+        return GANLoss(G, D, torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters()), weights)
+
+    regularised = loss_of(G, D, LossWeights(lecam=100.0, augment=False))
+    plain = loss_of(G2, D2, LossWeights(augment=False))
+    torch.manual_seed(1)
+    with_it = regularised.step(_batch())
+    torch.manual_seed(1)
+    without = plain.step(_batch())
+    assert float(with_it["d_loss"]) > float(without["d_loss"])  # the penalty is in D's loss
+    assert float(regularised.anchors.real) != 0.0 and "lecam" in regularised.networks()
+    assert "lecam" not in plain.networks()
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="lecam"):
+            LossWeights(lecam=bad)
+    C = Discriminator(CONFIG)
+    with pytest.raises(ValueError, match="prior_adv or recon_adv"):  # no classifier scores to pull
+        VAELoss(G, VAEEncoder(CONFIG), torch.optim.Adam(G.parameters()),
+                LossWeights(prior_aux=1.0, lecam=0.1), classifier=C,
+                opt_c=torch.optim.Adam(C.parameters()))  # fmt: skip
+
+
+def test_lecam_turned_on_at_a_resume_starts_its_averages_afresh(tiny_snapshot: Path, tmp_path: Path) -> None:
+    plain = {"family": "cgan", "weights": {}}
+    train(tiny_snapshot, tmp_path / "run", _tiny(2, **plain))
+    train(tiny_snapshot, tmp_path / "run", _tiny(4, **{**plain, "weights": {"lecam": 0.3}}), resume=True)
+    anchors = {k: v for k, v in _weights(tmp_path / "run").items() if k.startswith("lecam.")}
+    assert set(anchors) == {"lecam.real", "lecam.fake"} and float(anchors["lecam.real"]) != 0.0
 
 
 def test_noise_inputs_read_the_renders_noise_values() -> None:
