@@ -232,8 +232,11 @@ class LeCamAnchors(nn.Module):
         return (real - self.fake).pow(2).mean() + (fake - self.real).pow(2).mean()
 
 
-def _lecam(w: LossWeights) -> LeCamAnchors | None:
-    return LeCamAnchors() if w.lecam > 0 else None
+def _lecam(w: LossWeights, discriminator: nn.Module | None) -> LeCamAnchors | None:
+    """The anchors when LeCam is on, on the discriminator's device (its scores' device)."""
+    if w.lecam <= 0 or discriminator is None:
+        return None
+    return LeCamAnchors().to(next(discriminator.parameters()).device)
 
 
 def _named(anchors: LeCamAnchors | None) -> dict[str, nn.Module]:
@@ -259,7 +262,7 @@ class GANLoss:
     ) -> None:
         self.G, self.D, self.opt_g, self.opt_d, self.w = generator, discriminator, opt_g, opt_d, weights
         self.autocast = autocast or nullcontext()
-        self.anchors = _lecam(weights)
+        self.anchors = _lecam(weights, discriminator)
 
     def _diversity(self, z: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """-min(image distance / noise distance, cap) for a second draw on half the batch's conditions.
@@ -345,7 +348,7 @@ class VAELoss:
                 "lecam regularises a discriminator; the cVAE's classifier is one only with "
                 "prior_adv or recon_adv: set one of them, or lecam to 0"
             )
-        self.anchors = _lecam(weights)
+        self.anchors = _lecam(weights, classifier)
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One update; returns the losses as 0-d tensors (reading them waits for the device)."""
@@ -453,7 +456,7 @@ class VAEGANLoss:
             weights,
         )
         self.autocast = autocast or nullcontext()
-        self.anchors = _lecam(weights)
+        self.anchors = _lecam(weights, discriminator)
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One update; returns the losses as 0-d tensors (reading them waits for the device)."""

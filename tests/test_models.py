@@ -23,6 +23,7 @@ from productgen.losses import (
     VAELoss,
     _frozen,
     _learn_prior,
+    _lecam,
     _prior_samples,
     d_regulariser,
     g_adversarial,
@@ -351,6 +352,8 @@ def test_lecam_pulls_each_score_towards_the_other_kinds_average() -> None:
     assert float(with_it["d_loss"]) > float(without["d_loss"])  # the penalty is in D's loss
     assert float(regularised.anchors.real) != 0.0 and "lecam" in regularised.networks()
     assert "lecam" not in plain.networks()
+    on_meta = _lecam(LossWeights(lecam=1.0), Discriminator(CONFIG).to("meta"))  # another device
+    assert on_meta is not None and on_meta.real.device.type == "meta"  # the scores' device
     for bad in (-1.0, float("nan")):
         with pytest.raises(ValueError, match="lecam"):
             LossWeights(lecam=bad)
