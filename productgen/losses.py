@@ -234,7 +234,7 @@ class LeCamAnchors(nn.Module):
 
 def _lecam(w: LossWeights, discriminator: nn.Module | None) -> LeCamAnchors | None:
     """The anchors when LeCam is on, on the discriminator's device (its scores' device)."""
-    if w.lecam <= 0 or discriminator is None:
+    if w.lecam <= 0:
         return None
     return LeCamAnchors().to(next(discriminator.parameters()).device)
 

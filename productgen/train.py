@@ -431,8 +431,8 @@ def _restore(
         )
     for name, net in loss.networks().items():
         state = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
-        if not state and name == "lecam":  # LeCam turned on at this resume: its averages start afresh
-            continue
+        if not state and not any(True for _ in net.parameters()):
+            continue  # running statistics only (LeCam's averages) turned on at this resume: afresh
         _unwrap(net).load_state_dict(state)
     ema.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("G_ema.")})
     for name, opt in loss.optimizers().items():

@@ -327,7 +327,7 @@ def test_the_cvae_classifier_judges_reconstructions_balanced_vqgan_style() -> No
 def test_lecam_pulls_each_score_towards_the_other_kinds_average() -> None:
     """weights.lecam adds, to the discriminator's loss, each real score's squared distance from the
     moving average of fake scores and each fake score's from that of real scores (the averages
-    updated with this batch first); the generator's side is untouched."""
+    updated with this batch first)."""
     anchors = LeCamAnchors(decay=0.9)
     real, fake = torch.tensor([2.0, 4.0]), torch.tensor([-1.0, -3.0])
     penalty = anchors.penalty(real, fake)
