@@ -25,9 +25,10 @@ learns only its attribute heads from photos, the cVAE's classifier, and costs a 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -86,8 +87,12 @@ class LossWeights:
     # average of the other kind's scores, so the discriminator cannot run away from the
     # generator; 0: off
     lecam: float = 0.0
-    # VAE-GAN, and the cVAE's prior_adv / recon_adv: the step its adversarial (and feature) terms start
-    # (VQGAN's disc_start)
+    # cVAE: a patch discriminator (pix2pix's PatchGAN; models.PatchDiscriminator) learns to tell
+    # the photos' 10 x 10 pixel patches from their reconstructions', and the decoder is asked to
+    # fool it, the term balanced as recon_adv's; beside the classifier or instead of it; 0: off
+    patch_adv: float = 0.0
+    # VAE-GAN, and the cVAE's prior_adv / recon_adv / patch_adv: the step its adversarial (and
+    # feature) terms start (VQGAN's disc_start)
     adv_start: int = 0
 
     def __post_init__(self) -> None:
@@ -99,8 +104,12 @@ class LossWeights:
             raise ValueError(f"r1_every must be a positive integer, got {self.r1_every!r}")
         if not isinstance(self.adv_start, int) or isinstance(self.adv_start, bool) or self.adv_start < 0:
             raise ValueError(f"adv_start must be a step number (0 or more), got {self.adv_start!r}")
-        if not self.lecam >= 0:  # NaN too
-            raise ValueError(f"lecam must be 0 (off) or a positive weight, got {self.lecam!r}")
+        for f in fields(self):  # every weight: a negative or NaN one has no meaning
+            value = getattr(self, f.name)
+            if isinstance(f.default, float) and not (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf
+            ):
+                raise ValueError(f"weight {f.name} must be 0 (off) or a positive number, got {value!r}")
         if self.prior_adv > 0 and self.recon_adv > 0:
             raise ValueError(
                 "the cVAE's classifier judges prior samples (prior_adv) or reconstructions "
@@ -328,6 +337,10 @@ class VAELoss:
     prior samples for the same rows (its attribute heads still from photos only), and the decoder
     is asked to fool it. With weights.recon_adv > 0 the same, with the photos' reconstructions in
     place of prior samples and the decoder's term balanced against the pixel loss (VQGAN's).
+    With a patch discriminator P (weights.patch_adv > 0), from adv_start on P learns to tell the
+    photos' small patches from their reconstructions' and the decoder is asked to fool it, balanced
+    the same way: pix2pix's split, the pixel loss for the low frequencies and a judge of local
+    texture for the high ones a pixel loss averages out.
     """
 
     def __init__(
@@ -339,14 +352,18 @@ class VAELoss:
         autocast: AbstractContextManager | None = None,
         classifier: nn.Module | None = None,
         opt_c: torch.optim.Optimizer | None = None,
+        patches: nn.Module | None = None,
+        opt_p: torch.optim.Optimizer | None = None,
     ) -> None:
         self.G, self.E, self.opt, self.w = decoder, encoder, opt, weights
         self.C, self.opt_c = classifier, opt_c
+        self.P, self.opt_p = patches, opt_p
         self.autocast = autocast or nullcontext()
         if weights.lecam > 0 and (classifier is None or weights.prior_adv == weights.recon_adv == 0):
             raise ValueError(
                 "lecam regularises a discriminator; the cVAE's classifier is one only with "
-                "prior_adv or recon_adv: set one of them, or lecam to 0"
+                "prior_adv or recon_adv (the patch discriminator takes none): set one of them, "
+                "or lecam to 0"
             )
         self.anchors = _lecam(weights, classifier)
 
@@ -355,14 +372,22 @@ class VAELoss:
         out: dict[str, torch.Tensor] = {}
         started = self.C is not None and batch.step >= self.w.adv_start
         judge_prior, judge_recon = started and self.w.prior_adv > 0, started and self.w.recon_adv > 0
+        judge_patch = self.P is not None and batch.step >= self.w.adv_start
         # one pass of prior samples for both updates: C learns from them detached, and the
         # decoder's loss below goes through them (C's update does not touch the decoder's graph)
         if judge_prior:
             noise = torch.randn(len(batch.images), self.G.config.noise_dim, device=batch.images.device)
             with self.autocast:
                 prior = _prior_samples(self.G, noise, batch.conditions)
-        if judge_recon:  # the reconstructions first: C learns from them, detached, as from samples
+        if judge_recon or judge_patch:  # the reconstructions first: C / P learn from them, detached
             mu, logvar, z, recon = self._reconstruct(batch)
+        if judge_patch:
+            self.opt_p.zero_grad(set_to_none=True)
+            with self.autocast:
+                real, fake = self.P(batch.images), self.P(recon.detach())
+                out["p_loss"] = d_adversarial(self.w.adversarial, real, fake)
+            out["p_loss"].backward()
+            self.opt_p.step()
         if self.C is not None:
             self.opt_c.zero_grad(set_to_none=True)
             with self.autocast:
@@ -375,7 +400,7 @@ class VAELoss:
             c_loss.backward()
             self.opt_c.step()
         self.opt.zero_grad(set_to_none=True)
-        if not judge_recon:
+        if not (judge_recon or judge_patch):
             mu, logvar, z, recon = self._reconstruct(batch)
         with self.autocast:
             # per-image sums: a Gaussian likelihood whose scale suits [-1, 1] pixels
@@ -405,7 +430,12 @@ class VAELoss:
                         out["adv_weight"] = self._balanced(rec, out["g_adv"])
                         weight = self.w.recon_adv * out["adv_weight"]
                     loss = loss + weight * out["g_adv"]
-        loss.backward()  # C was frozen for it: the decoder's loss never trains C
+            if judge_patch:
+                with _frozen(self.P):
+                    out["g_patch"] = g_adversarial(self.w.adversarial, self.P(recon))
+                out["patch_weight"] = self._balanced(rec, out["g_patch"])
+                loss = loss + self.w.patch_adv * out["patch_weight"] * out["g_patch"]
+        loss.backward()  # C and P were frozen for it: the decoder's loss never trains them
         self.opt.step()
         return {k: v.detach() for k, v in {"loss": loss, "recon": rec, "kl": kl, **out}.items()}
 
@@ -427,10 +457,12 @@ class VAELoss:
 
     def networks(self) -> dict[str, nn.Module]:
         classifier = {"C": self.C} if self.C is not None else {}
-        return {"G": self.G, "E": self.E} | classifier | _named(self.anchors)
+        patches = {"P": self.P} if self.P is not None else {}
+        return {"G": self.G, "E": self.E} | classifier | patches | _named(self.anchors)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"opt": self.opt} | ({"opt_c": self.opt_c} if self.opt_c is not None else {})
+        patches = {"opt_p": self.opt_p} if self.opt_p is not None else {}
+        return {"opt": self.opt} | ({"opt_c": self.opt_c} if self.opt_c is not None else {}) | patches
 
 
 class VAEGANLoss:

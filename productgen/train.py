@@ -25,7 +25,7 @@ from productgen.conditioning import PARTS, ConditionConfig
 from productgen.dataset import TrainingSet, load_training_set
 from productgen.guard import GradientGuard, check_ratio
 from productgen.losses import Batch, GANLoss, LossWeights, VAEGANLoss, VAELoss
-from productgen.models import FAMILY_NETWORKS, Discriminator, ModelConfig
+from productgen.models import FAMILY_NETWORKS, Discriminator, ModelConfig, PatchDiscriminator
 from productgen.runs import RunFolder, vocabulary_tensors
 from productgen.sheets import labelled_grid, save_png, to_uint8
 from productgen.snapshot import Snapshot
@@ -272,6 +272,11 @@ def uses_bf16(config: TrainConfig, device: torch.device) -> bool:
 
 def _build(config: TrainConfig, data: TrainingSet, device: torch.device, bf16: bool):
     networks = FAMILY_NETWORKS[config.family]
+    if config.weights.patch_adv > 0 and (networks.encoder is None or networks.discriminator is not None):
+        raise ValueError(
+            f"weights.patch_adv trains the cVAE's patch discriminator; --model {config.family} has "
+            "none: choose --model cvae or set patch_adv to 0"
+        )
     aux = {}
     # the cVAE's options: a classifier of its prior samples' attributes, and/or of photo vs sample
     # or reconstruction
@@ -302,7 +307,9 @@ def _build(config: TrainConfig, data: TrainingSet, device: torch.device, bf16: b
         opt = torch.optim.Adam(g_params, lr=config.lr_g, betas=betas, fused=fused)
         C = on_device(Discriminator) if classifier and (aux or adversarial) else None
         opt_c = torch.optim.Adam(C.parameters(), lr=config.lr_d, betas=betas, fused=fused) if C else None
-        return model_config, G, ema, VAELoss(G, E, opt, config.weights, autocast, C, opt_c)
+        P = on_device(PatchDiscriminator) if config.weights.patch_adv > 0 else None
+        opt_p = torch.optim.Adam(P.parameters(), lr=config.lr_d, betas=betas, fused=fused) if P else None
+        return model_config, G, ema, VAELoss(G, E, opt, config.weights, autocast, C, opt_c, P, opt_p)
     D = on_device(networks.discriminator)
     opt_g = torch.optim.Adam(g_params, lr=config.lr_g, betas=betas, fused=fused)
     opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=betas, fused=fused)

@@ -33,6 +33,7 @@ from productgen.models import (
     FAMILY_NETWORKS,
     Discriminator,
     ModelConfig,
+    PatchDiscriminator,
     VAEEncoder,
     build_generator,
 )
@@ -212,6 +213,7 @@ def test_the_cvae_classifier_learns_from_photos_only_and_steers_the_prior_sample
         ("cvae", {"prior_aux": 20.0, "prior_adv": 5.0, "adv_start": 2, "lecam": 0.3}, "lecam."),
         ("vaegan", {"prior_aux": 10.0, "lecam": 0.3}, "lecam."),
         ("cgan", {"lecam": 0.3}, "lecam."),
+        ("cvae", {"prior_aux": 20.0, "patch_adv": 0.5, "adv_start": 2}, "P."),
     ],
 )
 def test_the_classifier_options_resume_bit_for_bit(
@@ -370,6 +372,78 @@ def test_lecam_turned_on_at_a_resume_starts_its_averages_afresh(tiny_snapshot: P
     train(tiny_snapshot, tmp_path / "run", _tiny(4, **{**plain, "weights": {"lecam": 0.3}}), resume=True)
     anchors = {k: v for k, v in _weights(tmp_path / "run").items() if k.startswith("lecam.")}
     assert set(anchors) == {"lecam.real", "lecam.fake"} and float(anchors["lecam.real"]) != 0.0
+
+
+def test_the_patch_discriminator_scores_each_patch_from_its_own_pixels() -> None:
+    """One score per 2 x 2 block of the image, each seeing only the 10 x 10 pixels around it: a
+    pixel changed at (20, 20) moves the scores of grid cells 8-12 in each direction, no others."""
+    torch.manual_seed(0)
+    P = PatchDiscriminator(CONFIG).eval()  # eval: spectral norm's estimate stays put between calls
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        before = P(x)
+        x[:, :, 20, 20] = -x[:, :, 20, 20] + 0.5
+        moved = (P(x) != before).view(2, 16, 16).any(0).nonzero().tolist()
+    assert before.shape == (2, 256)
+    assert [10, 10] in moved and all(8 <= r <= 12 and 8 <= c <= 12 for r, c in moved)
+
+
+def test_the_patch_discriminator_judges_reconstructions_from_adv_start() -> None:
+    """weights.patch_adv: before `adv_start` the step is the plain one, bit for bit, and P does not
+    move; from it on P learns photo patches against reconstruction patches, and the decoder's term
+    is balanced as recon_adv's (its gradient at the last layer is the pixel loss's times the weight)."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(CONFIG, family="cvae")
+    G, E, C = build_generator(config), VAEEncoder(config), Discriminator(config)
+    P = PatchDiscriminator(config)
+    G2, E2, C2 = (copy.deepcopy(m) for m in (G, E, C))
+    untouched = copy.deepcopy(P.state_dict())
+
+    def loss_of(G, E, C, weights, P=None):
+        opt = torch.optim.Adam([*G.parameters(), *E.parameters()])
+        opt_c = torch.optim.Adam(C.parameters())
+        return VAELoss(G, E, opt, weights, classifier=C, opt_c=opt_c, patches=P,
+                       opt_p=torch.optim.Adam(P.parameters()) if P else None)  # fmt: skip
+
+    judged = loss_of(G, E, C, LossWeights(prior_aux=10.0, patch_adv=0.5, adv_start=1), P)
+    plain = loss_of(G2, E2, C2, LossWeights(prior_aux=10.0))
+    assert set(judged.networks()) == {"G", "E", "C", "P"} and "opt_p" in judged.optimizers()
+    for step in range(2):
+        torch.manual_seed(step)
+        metrics = judged.step(_batch(step=step))
+        torch.manual_seed(step)
+        plain.step(_batch(step=step))
+        same = all(torch.equal(a, b) for a, b in zip(G.parameters(), G2.parameters(), strict=True))
+        assert same == (step == 0)  # step 0 is before adv_start: the plain step, bit for bit
+        if step == 0:
+            assert all(torch.equal(v, P.state_dict()[k]) for k, v in untouched.items())
+            assert "p_loss" not in metrics
+    assert {"p_loss", "g_patch", "patch_weight"} <= metrics.keys() and float(metrics["patch_weight"]) > 0
+    assert any(not torch.equal(v, P.state_dict()[k]) for k, v in untouched.items())
+
+    torch.manual_seed(5)
+    batch = _batch(step=3)
+    recon = judged._reconstruct(batch)[3]
+    rec = F.l1_loss(recon, batch.images, reduction="none").sum((1, 2, 3)).mean()
+    adv = g_adversarial("hinge", P(recon))
+    weight = judged._balanced(rec, adv)
+    g_rec, g_adv = (torch.autograd.grad(t, G.out.weight, retain_graph=True)[0] for t in (rec, adv))
+    assert torch.allclose((weight * g_adv).norm(), g_rec.norm(), rtol=1e-3)
+
+
+@pytest.mark.parametrize("family", ["cgan", "vaegan", "stylegan", "dcgan"])
+def test_a_patch_discriminator_is_the_cvaes_option_only(
+    tiny_snapshot: Path, tmp_path: Path, family: str
+) -> None:
+    with pytest.raises(ValueError, match=f"patch_adv.*--model {family}"):
+        train(tiny_snapshot, tmp_path / "run", _tiny(1, family=family, weights={"patch_adv": 0.5}))
+
+
+@pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf")])
+def test_every_loss_weight_refuses_a_negative_or_nan_value(bad: float) -> None:
+    for name in ("patch_adv", "kl_vae", "prior_aux", "recon"):
+        with pytest.raises(ValueError, match=f"weight {name} must be 0"):
+            LossWeights(**{name: bad})
 
 
 def test_noise_inputs_read_the_renders_noise_values() -> None:

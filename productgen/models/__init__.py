@@ -8,7 +8,8 @@
     dcgan      DCGANGenerator      DCGANDiscriminator      -           GANLoss (non-saturating)
 
 Every generator is (z, cond) -> image in [-1, 1] with a `cond` CondProjection and a `config`;
-every discriminator is (image, cond) -> (score, aux logits) with a `feature_map`.
+every discriminator is (image, cond) -> (score, aux logits) with a `feature_map`. The cVAE can
+also train a PatchDiscriminator (image -> a score per patch) on its reconstructions.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from productgen.models.networks import (
     Discriminator,
     Generator,
     ModelConfig,
+    PatchDiscriminator,
     VAEEncoder,
 )
 from productgen.models.stylegan import StyleGenerator
@@ -36,6 +38,7 @@ __all__ = [
     "FamilyNetworks",
     "Generator",
     "ModelConfig",
+    "PatchDiscriminator",
     "VAEEncoder",
     "build_generator",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "Generator",
     "LatentPrior",
     "ModelConfig",
+    "PatchDiscriminator",
     "VAEEncoder",
     "channels",
 ]
@@ -401,6 +402,25 @@ class Discriminator(nn.Module):
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map before pooling (B, C, 4, 4): the VAE-GAN's feature-matching space."""
         return self.blocks(x)
+
+
+class PatchDiscriminator(nn.Module):
+    """image (B, 3, S, S) -> a realism score per patch (B, S/2 * S/2), each seeing 10 x 10 pixels:
+    pix2pix's PatchGAN (Isola et al. 2017), whose answer to a pixel loss's blur is a judge of
+    local texture only, the low frequencies left to the pixel loss."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        w = config.d_ch
+        self.net = nn.Sequential(
+            sn(nn.Conv2d(3, w, 3, padding=1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(w, 2 * w, 4, 2, 1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(2 * w, 2 * w, 3, padding=1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(2 * w, 1, 1)),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten(1)
 
 
 def encoder_channels(config: ModelConfig) -> list[int]:
