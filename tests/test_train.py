@@ -231,6 +231,9 @@ def test_a_presets_settings_for_its_own_family_hold_only_while_the_run_keeps_it(
     mine = train_config("cpu-quality", weights={"recon_adv": 0.25}, max_minutes=None)
     assert (mine.weights.recon_adv, mine.weights.adv_start, mine.max_minutes) == (0.25, 1000, 30)
     assert train_config("cpu-quality", loss="nonsaturating").weights.recon_adv == 0.5
+    # cpu-demo's cVAE judges its reconstructions' patches; its other families have no such judge
+    assert (demo.patch_adv, demo.adv_start, quality.weights.patch_adv) == (0.5, 500, 0.0)
+    assert train_config("cpu-demo", family="vaegan").weights.patch_adv == 0.0
 
 
 def test_sample_renders_free_text_deterministically(
