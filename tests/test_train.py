@@ -189,14 +189,20 @@ def test_a_checkpoint_with_a_bad_guard_state_is_refused(tiny_snapshot: Path, tmp
         train(tiny_snapshot, run, _tiny(4, family="cvae"), resume=True)
 
 
-@pytest.mark.parametrize("family", ["cvae", "cgan"])
-def test_every_optimizer_takes_the_runs_betas(tiny_snapshot: Path, tmp_path: Path, family: str) -> None:
-    """`--set beta1=...` reaches every optimizer of the run, the cVAE's too (its own default: 0.5)."""
+@pytest.mark.parametrize(
+    ("family", "optimizers"), [("cvae", {"opt", "opt_c", "opt_p"}), ("cgan", {"opt_g", "opt_d"})]
+)
+def test_every_optimizer_takes_the_runs_betas(
+    tiny_snapshot: Path, tmp_path: Path, family: str, optimizers: set[str]
+) -> None:
+    """`--set beta1=...` reaches every optimizer of the run, the cVAE's too (its own default: 0.5),
+    its classifier's and its patch discriminator's among them."""
     assert train_config("cpu-demo").beta1 == 0.5 and train_config("cpu-demo", family="cgan").beta1 == 0.0
     train(tiny_snapshot, tmp_path / "run", _tiny(1, family=family, beta1=0.9, beta2=0.99))
     (latest,) = (tmp_path / "run" / "checkpoints").glob("*.safetensors")
     groups = load_checkpoint(latest)[1]["param_groups"]
-    assert len(groups) == 2 and {tuple(g["betas"]) for gs in groups.values() for g in gs} == {(0.9, 0.99)}
+    assert set(groups) == optimizers
+    assert {tuple(g["betas"]) for gs in groups.values() for g in gs} == {(0.9, 0.99)}
 
 
 def test_presets_and_overrides_fail_loudly_when_unknown() -> None:
