@@ -373,13 +373,14 @@ class VAELoss:
         started = self.C is not None and batch.step >= self.w.adv_start
         judge_prior, judge_recon = started and self.w.prior_adv > 0, started and self.w.recon_adv > 0
         judge_patch = self.P is not None and batch.step >= self.w.adv_start
+        recon_first = judge_recon or judge_patch  # C / P learn from the reconstructions, detached
         # one pass of prior samples for both updates: C learns from them detached, and the
         # decoder's loss below goes through them (C's update does not touch the decoder's graph)
         if judge_prior:
             noise = torch.randn(len(batch.images), self.G.config.noise_dim, device=batch.images.device)
             with self.autocast:
                 prior = _prior_samples(self.G, noise, batch.conditions)
-        if judge_recon or judge_patch:  # the reconstructions first: C / P learn from them, detached
+        if recon_first:
             mu, logvar, z, recon = self._reconstruct(batch)
         if judge_patch:
             self.opt_p.zero_grad(set_to_none=True)
@@ -400,7 +401,7 @@ class VAELoss:
             c_loss.backward()
             self.opt_c.step()
         self.opt.zero_grad(set_to_none=True)
-        if not (judge_recon or judge_patch):
+        if not recon_first:
             mu, logvar, z, recon = self._reconstruct(batch)
         with self.autocast:
             # per-image sums: a Gaussian likelihood whose scale suits [-1, 1] pixels

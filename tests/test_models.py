@@ -289,6 +289,33 @@ def test_the_cvae_classifier_turns_adversarial_at_adv_start() -> None:
     assert any(not torch.equal(a, b) for a, b in zip(before, score_head(), strict=True))
 
 
+def _steps_against_plain(judged: VAELoss, plain: VAELoss, G, G2, steps: range = range(2)):
+    """STEPS of a loss with a balanced judge (adv_start 1) beside the plain loss, the same seeds:
+    at step 0, before adv_start, the decoders stay equal bit for bit; after, they part. Returns
+    the judged loss's last metrics."""
+    for step in steps:
+        torch.manual_seed(step)
+        metrics = judged.step(_batch(step=step))
+        torch.manual_seed(step)
+        plain.step(_batch(step=step))
+        same = all(torch.equal(a, b) for a, b in zip(G.parameters(), G2.parameters(), strict=True))
+        assert same == (step == 0)  # step 0 is before adv_start: the plain step, bit for bit
+    return metrics
+
+
+def _assert_balanced(judged: VAELoss, G, score) -> None:
+    """The balance itself: the scaled term's gradient at the decoder's last layer has the pixel
+    loss's norm. score: (reconstruction, batch) -> the judge's scores."""
+    torch.manual_seed(5)
+    batch = _batch(step=3)
+    recon = judged._reconstruct(batch)[3]
+    rec = F.l1_loss(recon, batch.images, reduction="none").sum((1, 2, 3)).mean()
+    adv = g_adversarial("hinge", score(recon, batch))
+    weight = judged._balanced(rec, adv)
+    g_rec, g_adv = (torch.autograd.grad(t, G.out.weight, retain_graph=True)[0] for t in (rec, adv))
+    assert torch.allclose((weight * g_adv).norm(), g_rec.norm(), rtol=1e-3)
+
+
 def test_the_cvae_classifier_judges_reconstructions_balanced_vqgan_style() -> None:
     """weights.recon_adv: from `adv_start` on, the classifier learns photo against reconstruction,
     and the decoder's term is scaled so its gradient at the last layer is the pixel loss's times
@@ -304,24 +331,10 @@ def test_the_cvae_classifier_judges_reconstructions_balanced_vqgan_style() -> No
 
     judged = loss_of(G, E, C, LossWeights(prior_aux=10.0, recon_adv=0.5, adv_start=1, augment=False))
     plain = loss_of(G2, E2, C2, LossWeights(prior_aux=10.0, augment=False))
-    for step in range(2):
-        torch.manual_seed(step)
-        metrics = judged.step(_batch(step=step))
-        torch.manual_seed(step)
-        plain.step(_batch(step=step))
-        same = all(torch.equal(a, b) for a, b in zip(G.parameters(), G2.parameters(), strict=True))
-        assert same == (step == 0)  # step 0 is before adv_start: the plain step, bit for bit
+    metrics = _steps_against_plain(judged, plain, G, G2)
     assert {"g_adv", "adv_weight"} <= metrics.keys() and float(metrics["adv_weight"]) > 0
 
-    # the balance itself: the scaled term's gradient at the last layer has the pixel loss's norm
-    torch.manual_seed(5)
-    batch = _batch(step=3)
-    recon = judged._reconstruct(batch)[3]
-    rec = F.l1_loss(recon, batch.images, reduction="none").sum((1, 2, 3)).mean()
-    adv = g_adversarial("hinge", C(recon, batch.conditions)[0])
-    weight = judged._balanced(rec, adv)
-    g_rec, g_adv = (torch.autograd.grad(t, G.out.weight, retain_graph=True)[0] for t in (rec, adv))
-    assert torch.allclose((weight * g_adv).norm(), g_rec.norm(), rtol=1e-3)
+    _assert_balanced(judged, G, lambda recon, batch: C(recon, batch.conditions)[0])
     with pytest.raises(ValueError, match="not both"):
         LossWeights(prior_adv=1.0, recon_adv=1.0)
 
@@ -408,27 +421,13 @@ def test_the_patch_discriminator_judges_reconstructions_from_adv_start() -> None
     judged = loss_of(G, E, C, LossWeights(prior_aux=10.0, patch_adv=0.5, adv_start=1), P)
     plain = loss_of(G2, E2, C2, LossWeights(prior_aux=10.0))
     assert set(judged.networks()) == {"G", "E", "C", "P"} and "opt_p" in judged.optimizers()
-    for step in range(2):
-        torch.manual_seed(step)
-        metrics = judged.step(_batch(step=step))
-        torch.manual_seed(step)
-        plain.step(_batch(step=step))
-        same = all(torch.equal(a, b) for a, b in zip(G.parameters(), G2.parameters(), strict=True))
-        assert same == (step == 0)  # step 0 is before adv_start: the plain step, bit for bit
-        if step == 0:
-            assert all(torch.equal(v, P.state_dict()[k]) for k, v in untouched.items())
-            assert "p_loss" not in metrics
+    before = _steps_against_plain(judged, plain, G, G2, range(1))
+    assert all(torch.equal(v, P.state_dict()[k]) for k, v in untouched.items())
+    assert "p_loss" not in before
+    metrics = _steps_against_plain(judged, plain, G, G2, range(1, 2))
     assert {"p_loss", "g_patch", "patch_weight"} <= metrics.keys() and float(metrics["patch_weight"]) > 0
     assert any(not torch.equal(v, P.state_dict()[k]) for k, v in untouched.items())
-
-    torch.manual_seed(5)
-    batch = _batch(step=3)
-    recon = judged._reconstruct(batch)[3]
-    rec = F.l1_loss(recon, batch.images, reduction="none").sum((1, 2, 3)).mean()
-    adv = g_adversarial("hinge", P(recon))
-    weight = judged._balanced(rec, adv)
-    g_rec, g_adv = (torch.autograd.grad(t, G.out.weight, retain_graph=True)[0] for t in (rec, adv))
-    assert torch.allclose((weight * g_adv).norm(), g_rec.norm(), rtol=1e-3)
+    _assert_balanced(judged, G, lambda recon, batch: P(recon))
 
 
 @pytest.mark.parametrize("family", ["cgan", "vaegan", "stylegan", "dcgan"])
