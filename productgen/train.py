@@ -98,8 +98,9 @@ PRESETS: dict[str, dict[str, object]] = {
     # and for the cVAE, a patch discriminator judging its reconstructions from step 500 (pix2pix's
     # PatchGAN, balanced as VQGAN's term; a step 14% dearer once it starts): four seeds of 2,922
     # steps under the benchmark's judge, FID 10.0-13.7 against the default's 15.0-15.5, recall
-    # 0.74-0.77 against 0.69-0.71, knit lines in the renders; 10 minutes of a fast day: 4,620
-    # steps, FID 10.94 against 11.65 at 5,878 steps, recall 0.75 both (README, "A patch discriminator")
+    # 0.74-0.77 against 0.69-0.71, knit lines in the renders; 10 minutes, four seeds: FID
+    # 8.1-10.9 against 11.7-13.0, recall 0.75-0.78 against 0.74-0.76, though the default made 7-27%
+    # more steps (README, "A patch discriminator")
     "cpu-demo": {
         "family": "cvae", "batch_size": 64, "g_ch": 16, "d_ch": 16, "max_minutes": 10.0,
         "channels_last": True, "amp": "auto",
