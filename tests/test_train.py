@@ -17,7 +17,7 @@ from productgen.models import Discriminator, Generator, ModelConfig, VAEEncoder
 from productgen.models.augment import diff_augment
 from productgen.render import RenderPipeline, sample_sheet
 from productgen.runs import load_generator
-from productgen.train import bf16_native, lr_factor, train, train_config, uses_bf16
+from productgen.train import PRESETS, bf16_native, lr_factor, train, train_config, uses_bf16
 
 TINY = {"batch_size": 16, "g_ch": 8, "d_ch": 8, "z_dim": 16, "cond_dim": 32, "sample_every": 1000,
         "checkpoint_every": 1000}  # fmt: skip
@@ -223,23 +223,35 @@ def test_presets_and_overrides_fail_loudly_when_unknown() -> None:
     assert not train_config("gpu", family="cvae").cond_augment
 
 
-def test_a_presets_settings_for_its_own_family_hold_only_while_the_run_keeps_it() -> None:
-    quality = train_config("cpu-quality")
-    assert quality.family == "cvae" and quality.pixel_noise and quality.max_minutes == 30
-    assert (quality.weights.recon_adv, quality.weights.adv_start) == (0.5, 1000)
+def test_a_presets_settings_for_its_own_family_hold_only_while_the_run_keeps_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    own = {"pixel_noise": True, "weights": {"recon_adv": 0.5, "adv_start": 1000}}
+    monkeypatch.setitem(PRESETS, "mine", dict(PRESETS["cpu-demo"], max_minutes=30.0, own_family=own))
+    mine = train_config("mine")
+    assert mine.family == "cvae" and mine.pixel_noise and mine.max_minutes == 30
+    assert (mine.weights.recon_adv, mine.weights.adv_start) == (0.5, 1000)
     demo = train_config("cpu-demo").weights  # the cVAE's other weights, kept
-    assert (quality.weights.kl_vae, quality.weights.prior_aux) == (demo.kl_vae, demo.prior_aux)
+    assert (mine.weights.kl_vae, mine.weights.prior_aux) == (demo.kl_vae, demo.prior_aux)
     # another family: its own defaults, with the preset's budget and widths
-    gan = train_config("cpu-quality", family="cgan")
+    gan = train_config("mine", family="cgan")
     assert not gan.pixel_noise and gan.weights == train_config("cpu-demo", family="cgan").weights
-    assert (gan.max_minutes, gan.g_ch) == (30, quality.g_ch)
+    assert (gan.max_minutes, gan.g_ch) == (30, mine.g_ch)
     # overrides win, weight by weight; None overrides (a flow's empty budget) keep the preset's
-    mine = train_config("cpu-quality", weights={"recon_adv": 0.25}, max_minutes=None)
-    assert (mine.weights.recon_adv, mine.weights.adv_start, mine.max_minutes) == (0.25, 1000, 30)
-    assert train_config("cpu-quality", loss="nonsaturating").weights.recon_adv == 0.5
-    # cpu-demo's cVAE judges its reconstructions' patches; its other families have no such judge
-    assert (demo.patch_adv, demo.adv_start, quality.weights.patch_adv) == (0.5, 500, 0.0)
+    given = train_config("mine", weights={"recon_adv": 0.25}, max_minutes=None)
+    assert (given.weights.recon_adv, given.weights.adv_start, given.max_minutes) == (0.25, 1000, 30)
+    assert train_config("mine", loss="nonsaturating").weights.recon_adv == 0.5
+    # the shipped CPU presets: the cVAE judging its reconstructions' patches from step 500, for
+    # 10 or 30 minutes; their other families have no such judge
+    quality = train_config("cpu-quality")
+    assert (
+        (demo.patch_adv, demo.adv_start)
+        == (quality.weights.patch_adv, quality.weights.adv_start)
+        == (0.5, 500)
+    )
+    assert (train_config("cpu-demo").max_minutes, quality.max_minutes) == (10, 30)
     assert train_config("cpu-demo", family="vaegan").weights.patch_adv == 0.0
+    assert train_config("cpu-quality", family="vaegan").weights.patch_adv == 0.0
 
 
 def test_sample_renders_free_text_deterministically(
