@@ -87,36 +87,34 @@ class TrainConfig:
 PROGRESS_EVERY = 10  # steps between progress callbacks; reading losses syncs the device
 GUARDED = ("opt", "opt_g")  # the optimizers grad_clip guards: the generator side's (and encoder's)
 
+# The CPU presets' one recipe; cpu-demo and cpu-quality differ only in their minutes.
+# 2 CPU cores: the cVAE reaches recognisable category and colour in 10 minutes, the cGAN does
+# not yet (README, "Text control"); channels-last convolutions are 24% faster on the CPU too
+# (3,049 steps in 10 minutes, not 2,444: FID 18.7 -> 17.0, README "The cVAE's classifier")
+# and on a CPU with bf16 instructions (AVX512-BF16, AMX), bf16 autocast makes 45-53% more
+# steps of the cVAE in 10 minutes (2,240 -> 3,241 / 3,427): category ratio 1.01 -> 1.03, FID
+# and recall within the noise between runs (README, "bf16 on a CPU that has it")
+# and for the cVAE, a patch discriminator judging its reconstructions from step 500 (pix2pix's
+# PatchGAN, balanced as VQGAN's term; a step 14% dearer once it starts): four seeds of 2,922
+# steps under the benchmark's judge, FID 10.0-13.7 against the default's 15.0-15.5, recall
+# 0.74-0.77 against 0.69-0.71, knit lines in the renders; 10 minutes, four seeds: FID
+# 8.1-10.9 against 11.7-13.0, recall 0.75-0.78 against 0.74-0.76, though the default made 7-27%
+# more steps (README, "A patch discriminator")
+CPU_RECIPE: dict[str, object] = {
+    "family": "cvae", "batch_size": 64, "g_ch": 16, "d_ch": 16, "channels_last": True, "amp": "auto",
+    # for the cVAE only: a run that picks another --model keeps that family's own defaults
+    "own_family": {"weights": {"patch_adv": 0.5, "adv_start": 500}},
+}  # fmt: skip
+
 # Presets are data: overrides of TrainConfig's defaults.
 PRESETS: dict[str, dict[str, object]] = {
-    # 2 CPU cores: the cVAE reaches recognisable category and colour in 10 minutes, the cGAN does
-    # not yet (README, "Text control"); channels-last convolutions are 24% faster on the CPU too
-    # (3,049 steps in 10 minutes, not 2,444: FID 18.7 -> 17.0, README "The cVAE's classifier")
-    # and on a CPU with bf16 instructions (AVX512-BF16, AMX), bf16 autocast makes 45-53% more
-    # steps of the cVAE in 10 minutes (2,240 -> 3,241 / 3,427): category ratio 1.01 -> 1.03, FID
-    # and recall within the noise between runs (README, "bf16 on a CPU that has it")
-    # and for the cVAE, a patch discriminator judging its reconstructions from step 500 (pix2pix's
-    # PatchGAN, balanced as VQGAN's term; a step 14% dearer once it starts): four seeds of 2,922
-    # steps under the benchmark's judge, FID 10.0-13.7 against the default's 15.0-15.5, recall
-    # 0.74-0.77 against 0.69-0.71, knit lines in the renders; 10 minutes, four seeds: FID
-    # 8.1-10.9 against 11.7-13.0, recall 0.75-0.78 against 0.74-0.76, though the default made 7-27%
-    # more steps (README, "A patch discriminator")
-    "cpu-demo": {
-        "family": "cvae", "batch_size": 64, "g_ch": 16, "d_ch": 16, "max_minutes": 10.0,
-        "channels_last": True, "amp": "auto",
-        "own_family": {"weights": {"patch_adv": 0.5, "adv_start": 500}},
-    },
+    "cpu-demo": CPU_RECIPE | {"max_minutes": 10.0},
     # 2 CPU cores, 30 minutes: cpu-demo's recipe given three times the time. Against the recipe it
     # replaced (noise inputs, the classifier judging reconstructions from step 1,000), one session,
     # one machine: FID 1.90x / 1.86x the floor (seeds 0 / 2) against 1.96x, recall 0.79 against
     # 0.79, category ratio 1.02-1.04 against 1.02, CAS 81.9-83.0% against 81.4%, 37-41% more steps,
     # and no classifier in the game to come apart without noise inputs (README, "Given 30 minutes")
-    "cpu-quality": {
-        "family": "cvae", "batch_size": 64, "g_ch": 16, "d_ch": 16, "max_minutes": 30.0,
-        "channels_last": True, "amp": "auto",
-        # for the cVAE only: a run that picks another --model keeps that family's own defaults
-        "own_family": {"weights": {"patch_adv": 0.5, "adv_start": 500}},
-    },
+    "cpu-quality": CPU_RECIPE | {"max_minutes": 30.0},
     # one H100, 15 minutes (README, "Model families"): the VAE-GAN had the control (category
     # ratio 1.02) and the variety (recall 0.67, FID 25.5); the cGAN collapsed (recall 0.04)
     "gpu": {
