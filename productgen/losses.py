@@ -67,6 +67,9 @@ class LossWeights:
     gp: float = 10.0  # WGAN-GP's gradient penalty (lambda)
     r1: float = 0.0  # R1 penalty on real images (gamma); 0: off
     r1_every: int = 4  # lazy regularisation: R1 every this many steps, scaled up to match
+    # cVAE: its classifier learns, and judges the decoder's images, every this many steps, the
+    # decoder's terms from it scaled up to match (the classifier's part was 44% of a step)
+    classifier_every: int = 1
     recon: float = 1.0  # VAE-GAN: pixel (L1) reconstruction
     feature_match: float = 1.0  # VAE-GAN: reconstruction in the discriminator's feature space
     adv: float = 1.0  # VAE-GAN: adversarial term of the encoder/decoder update
@@ -100,8 +103,10 @@ class LossWeights:
             raise ValueError(
                 f"adversarial loss must be one of {', '.join(ADVERSARIAL)}, got {self.adversarial!r}"
             )
-        if not isinstance(self.r1_every, int) or self.r1_every < 1:
-            raise ValueError(f"r1_every must be a positive integer, got {self.r1_every!r}")
+        for name in ("r1_every", "classifier_every"):
+            every = getattr(self, name)
+            if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+                raise ValueError(f"{name} must be a positive integer, got {every!r}")
         if not isinstance(self.adv_start, int) or isinstance(self.adv_start, bool) or self.adv_start < 0:
             raise ValueError(f"adv_start must be a step number (0 or more), got {self.adv_start!r}")
         for f in fields(self):  # every weight: a negative or NaN one has no meaning
@@ -370,7 +375,10 @@ class VAELoss:
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One update; returns the losses as 0-d tensors (reading them waits for the device)."""
         out: dict[str, torch.Tensor] = {}
-        started = self.C is not None and batch.step >= self.w.adv_start
+        # the classifier's update and its terms in the decoder's loss run every classifier_every-th
+        # step, those terms scaled up to match (lazy, as R1 is: StyleGAN2's lazy regularisation)
+        classify = self.C is not None and batch.step % self.w.classifier_every == 0
+        started = classify and batch.step >= self.w.adv_start
         judge_prior, judge_recon = started and self.w.prior_adv > 0, started and self.w.recon_adv > 0
         judge_patch = self.P is not None and batch.step >= self.w.adv_start
         recon_first = judge_recon or judge_patch  # C / P learn from the reconstructions, detached
@@ -389,7 +397,7 @@ class VAELoss:
                 out["p_loss"] = d_adversarial(self.w.adversarial, real, fake)
             out["p_loss"].backward()
             self.opt_p.step()
-        if self.C is not None:
+        if classify:
             self.opt_c.zero_grad(set_to_none=True)
             with self.autocast:
                 if judge_prior or judge_recon:
@@ -414,7 +422,7 @@ class VAELoss:
             if self.G.prior is not None:
                 out["prior_nll"] = _learn_prior(self.G, z, batch.conditions)
                 loss = loss + out["prior_nll"]
-            if self.C is not None:
+            if classify:
                 if not judge_prior:
                     noise = torch.randn(len(mu), self.G.config.noise_dim, device=mu.device)
                     prior = _prior_samples(self.G, noise, batch.conditions)
@@ -423,14 +431,15 @@ class VAELoss:
                     if judge_recon:
                         score = _judge(self.C, self.w, recon, batch.conditions)[0]
                 out["g_aux"] = _aux_loss(aux, batch.labels)
-                loss = loss + self.w.prior_aux * out["g_aux"]
+                lazy = self.w.classifier_every
+                loss = loss + lazy * self.w.prior_aux * out["g_aux"]
                 if judge_prior or judge_recon:
                     out["g_adv"] = g_adversarial(self.w.adversarial, score)
                     weight = self.w.prior_adv
                     if judge_recon:
                         out["adv_weight"] = self._balanced(rec, out["g_adv"])
                         weight = self.w.recon_adv * out["adv_weight"]
-                    loss = loss + weight * out["g_adv"]
+                    loss = loss + lazy * weight * out["g_adv"]
             if judge_patch:
                 with _frozen(self.P):
                     out["g_patch"] = g_adversarial(self.w.adversarial, self.P(recon))

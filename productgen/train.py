@@ -276,11 +276,16 @@ def uses_bf16(config: TrainConfig, device: torch.device) -> bool:
 
 def _build(config: TrainConfig, data: TrainingSet, device: torch.device, bf16: bool):
     networks = FAMILY_NETWORKS[config.family]
-    if config.weights.patch_adv > 0 and (networks.encoder is None or networks.discriminator is not None):
-        raise ValueError(
-            f"weights.patch_adv trains the cVAE's patch discriminator; --model {config.family} has "
-            "none: choose --model cvae or set patch_adv to 0"
-        )
+    cvae_only = {  # setting: (set, what it does, its "off")
+        "patch_adv": (config.weights.patch_adv > 0, "trains the cVAE's patch discriminator", 0),
+        "classifier_every": (config.weights.classifier_every != 1, "paces the cVAE's classifier", 1),
+    }
+    for name, (used, what, off) in cvae_only.items():
+        if used and (networks.encoder is None or networks.discriminator is not None):
+            raise ValueError(
+                f"weights.{name} {what}; --model {config.family} has none: choose --model cvae "
+                f"or set {name} to {off}"
+            )
     aux = {}
     # the cVAE's options: a classifier of its prior samples' attributes, and/or of photo vs sample
     # or reconstruction

@@ -201,10 +201,45 @@ def test_the_cvae_classifier_learns_from_photos_only_and_steers_the_prior_sample
     assert any(not torch.equal(a, b) for a, b in zip(G.parameters(), G2.parameters(), strict=True))
 
 
+def test_the_cvae_classifier_runs_every_classifier_every_steps_its_terms_scaled_to_match() -> None:
+    """weights.classifier_every: on the steps between, the classifier neither learns nor judges
+    (the step is the cVAE's without it, bit for bit); on its steps, the decoder's term is the
+    every-step one at that many times the weight."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(CONFIG, family="cvae")
+    networks = build_generator(config), VAEEncoder(config), Discriminator(config)
+
+    def loss_of(weights: LossWeights, classifier: bool = True) -> VAELoss:
+        G, E, C = (copy.deepcopy(m) for m in networks)
+        judge = {"classifier": C, "opt_c": torch.optim.Adam(C.parameters())} if classifier else {}
+        return VAELoss(G, E, torch.optim.Adam([*G.parameters(), *E.parameters()]), weights, **judge)
+
+    def same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+        return all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+    def step(loss: VAELoss, at: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(1)
+        return loss.step(_batch(step=at))
+
+    every_2nd = LossWeights(prior_aux=10.0, classifier_every=2)
+    lazy, without = loss_of(every_2nd), loss_of(LossWeights(), classifier=False)
+    metrics = step(lazy, 1)
+    step(without, 1)
+    assert same(lazy.G, without.G) and same(lazy.C, networks[2]) and "g_aux" not in metrics
+
+    lazy, doubled = loss_of(every_2nd), loss_of(LossWeights(prior_aux=20.0))
+    assert "g_aux" in step(lazy, 2)
+    step(doubled, 2)
+    assert same(lazy.G, doubled.G) and same(lazy.C, doubled.C) and not same(lazy.C, networks[2])
+    with pytest.raises(ValueError, match="classifier_every must be a positive integer"):
+        LossWeights(classifier_every=0)
+
+
 @pytest.mark.parametrize(
     ("family", "weights", "network"),
     [
         ("cvae", {"prior_aux": 20.0}, "C."),
+        ("cvae", {"prior_aux": 20.0, "classifier_every": 2}, "C."),
         ("cvae", {"prior_aux": 20.0, "prior_adv": 5.0, "adv_start": 2}, "C."),
         ("vaegan", {"prior_aux": 10.0, "adv_start": 2}, "D."),
         ("vaegan", {"prior_aux": 10.0}, "G.prior."),  # with its conditional prior (set below)
@@ -431,11 +466,14 @@ def test_the_patch_discriminator_judges_reconstructions_from_adv_start() -> None
 
 
 @pytest.mark.parametrize("family", ["cgan", "vaegan", "stylegan", "dcgan"])
-def test_a_patch_discriminator_is_the_cvaes_option_only(
-    tiny_snapshot: Path, tmp_path: Path, family: str
+@pytest.mark.parametrize("weights", [{"patch_adv": 0.5}, {"classifier_every": 4}])
+def test_the_cvaes_own_options_are_refused_by_the_other_families(
+    tiny_snapshot: Path, tmp_path: Path, family: str, weights: dict
 ) -> None:
-    with pytest.raises(ValueError, match=f"patch_adv.*--model {family}"):
-        train(tiny_snapshot, tmp_path / "run", _tiny(1, family=family, weights={"patch_adv": 0.5}))
+    """The patch discriminator and the classifier's pace: a family without them says so by name."""
+    (name,) = weights
+    with pytest.raises(ValueError, match=f"{name} .*--model {family} has none"):
+        train(tiny_snapshot, tmp_path / "run", _tiny(1, family=family, weights=weights))
 
 
 @pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf")])
