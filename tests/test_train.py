@@ -242,16 +242,18 @@ def test_a_presets_settings_for_its_own_family_hold_only_while_the_run_keeps_it(
     assert (given.weights.recon_adv, given.weights.adv_start, given.max_minutes) == (0.25, 1000, 30)
     assert train_config("mine", loss="nonsaturating").weights.recon_adv == 0.5
     # the shipped CPU presets: the cVAE judging its reconstructions' patches from step 500, for
-    # 10 or 30 minutes; their other families have no such judge
+    # 10 or 30 minutes, its classifier every 4th step in the 10; their other families have none
     quality = train_config("cpu-quality")
     assert (
         (demo.patch_adv, demo.adv_start)
         == (quality.weights.patch_adv, quality.weights.adv_start)
         == (0.5, 500)
     )
+    assert (demo.classifier_every, quality.weights.classifier_every) == (4, 1)
     assert (train_config("cpu-demo").max_minutes, quality.max_minutes) == (10, 30)
-    assert train_config("cpu-demo", family="vaegan").weights.patch_adv == 0.0
-    assert train_config("cpu-quality", family="vaegan").weights.patch_adv == 0.0
+    for preset in ("cpu-demo", "cpu-quality"):
+        other = train_config(preset, family="vaegan").weights
+        assert (other.patch_adv, other.classifier_every) == (0.0, 1)
 
 
 def test_sample_renders_free_text_deterministically(
