@@ -284,12 +284,13 @@ def uses_bf16(config: TrainConfig, device: torch.device) -> bool:
 
 def _build(config: TrainConfig, data: TrainingSet, device: torch.device, bf16: bool):
     networks = FAMILY_NETWORKS[config.family]
+    cvae = networks.encoder is not None and networks.discriminator is None
     cvae_only = {  # setting: (set, what it does, its "off")
         "patch_adv": (config.weights.patch_adv > 0, "trains the cVAE's patch discriminator", 0),
         "classifier_every": (config.weights.classifier_every != 1, "paces the cVAE's classifier", 1),
     }
     for name, (used, what, off) in cvae_only.items():
-        if used and (networks.encoder is None or networks.discriminator is not None):
+        if used and not cvae:
             raise ValueError(
                 f"weights.{name} {what}; --model {config.family} has none: choose --model cvae "
                 f"or set {name} to {off}"
