@@ -224,7 +224,7 @@ def train_config(preset: str = "cpu-demo", **overrides: object) -> TrainConfig:
 
 @dataclass(frozen=True)
 class Progress:
-    """What `on_progress` receives after every step."""
+    """What `on_progress` receives every `PROGRESS_EVERY` steps; each loss term as last computed."""
 
     step: int
     max_steps: int | None
@@ -605,6 +605,7 @@ def train(
         stop = used >= 1 or (should_stop is not None and should_stop())
         return (used, stop) if group is None else group.largest(used, stop, device)
 
+    losses: dict[str, torch.Tensor] = {}
     while True:
         used, stop = budget_used()
         if stop:
@@ -618,7 +619,7 @@ def train(
             labels={k: v[idx] for k, v in labels.items()},
             step=step,
         )
-        losses = loss.step(batch)
+        losses.update(loss.step(batch))  # a term computed on some steps only keeps its last value
         _update_ema(ema, G, step, config.ema_decay)
         step += 1
         on_time = step % config.sample_every == 0 or step % config.checkpoint_every == 0

@@ -17,7 +17,16 @@ from productgen.models import Discriminator, Generator, ModelConfig, VAEEncoder
 from productgen.models.augment import diff_augment
 from productgen.render import RenderPipeline, sample_sheet
 from productgen.runs import load_generator
-from productgen.train import PRESETS, bf16_native, lr_factor, train, train_config, uses_bf16
+from productgen.train import (
+    PRESETS,
+    PROGRESS_EVERY,
+    Progress,
+    bf16_native,
+    lr_factor,
+    train,
+    train_config,
+    uses_bf16,
+)
 
 TINY = {"batch_size": 16, "g_ch": 8, "d_ch": 8, "z_dim": 16, "cond_dim": 32, "sample_every": 1000,
         "checkpoint_every": 1000}  # fmt: skip
@@ -163,6 +172,21 @@ def test_run_folder_is_self_describing(tiny_snapshot: Path, tmp_path: Path) -> N
     assert sheet.size[0] > 500 and sheet.size[1] > 500  # 10 categories x 4 colours x 2 draws
     with pytest.raises(ValueError, match="already holds a run"):
         train(tiny_snapshot, tmp_path / "run", _tiny(4))
+
+
+def test_a_term_computed_on_some_steps_only_is_reported_as_last_computed(
+    tiny_snapshot: Path, tmp_path: Path
+) -> None:
+    """cpu-demo's classifier runs on steps 0, 4 and 8 of 10, and no progress read nor the end of the
+    run falls on one of them: its terms still reach the progress bar and run.json."""
+    seen: list[Progress] = []
+    config = _tiny(10, family="cvae")
+    assert config.weights.classifier_every == 4 and PROGRESS_EVERY == 10
+    result = train(tiny_snapshot, tmp_path / "run", config, on_progress=seen.append)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [p.step for p in seen] == [10]
+    for metrics in (seen[0].metrics, result.metrics, run["metrics"]):
+        assert {"c_aux", "g_aux", "recon", "kl"} <= metrics.keys() and metrics["c_aux"] > 0
 
 
 def test_corrupt_checkpoint_is_a_clear_error_and_the_previous_stays(
