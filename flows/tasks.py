@@ -126,8 +126,7 @@ def train_model(
     def on_progress(p) -> None:
         if time.monotonic() - last[0] >= 30:
             last[0] = time.monotonic()
-            losses = ", ".join(f"{k} {v:.3f}" for k, v in p.metrics.items())
-            logger.info(f"step {p.step}: {p.images_per_s:.0f} img/s, {losses}")
+            logger.info(f"step {p.step}: {p.images_per_s:.0f} img/s, {p.losses_text(', ')}")
 
     result = train(
         Path(snapshot), Path(run_dir), train_config(preset, max_minutes=max_minutes), on_progress=on_progress

@@ -271,10 +271,7 @@ def train_cmd(
             total = p.max_steps if p.max_steps else None
             if total is None and p.max_seconds:
                 total = p.step * p.max_seconds / max(p.elapsed_s, 1e-9)
-            # losses to 3 places; a count (clipped_updates) as the whole number it is
-            shown = {k: v if isinstance(v, int) else f"{v:.3f}" for k, v in p.metrics.items()}
-            losses = "  ".join(f"{k} {v}" for k, v in shown.items())
-            bar.update(task, completed=p.step, total=total, rate=p.images_per_s, losses=losses)
+            bar.update(task, completed=p.step, total=total, rate=p.images_per_s, losses=p.losses_text())
 
         try:
             result = train(snapshot, out, config, resume=resume, on_progress=on_progress)

@@ -233,6 +233,10 @@ class Progress:
     images_per_s: float
     metrics: dict[str, float]
 
+    def losses_text(self, sep: str = "  ") -> str:
+        """The metrics as a person reads them: losses to 3 places, a count (clipped_updates) whole."""
+        return sep.join(f"{k} {v}" if isinstance(v, int) else f"{k} {v:.3f}" for k, v in self.metrics.items())
+
 
 @dataclass(frozen=True)
 class TrainResult:

@@ -187,6 +187,8 @@ def test_a_term_computed_on_some_steps_only_is_reported_as_last_computed(
     assert [p.step for p in seen] == [10]
     for metrics in (seen[0].metrics, result.metrics, run["metrics"]):
         assert {"c_aux", "g_aux", "recon", "kl"} <= metrics.keys() and metrics["c_aux"] > 0
+    shown = seen[0].losses_text(", ")  # what the progress bar and the flow's log print
+    assert f"recon {run['metrics']['recon']:.3f}, " in shown and shown.endswith("clipped_updates 0")
 
 
 def test_corrupt_checkpoint_is_a_clear_error_and_the_previous_stays(
