@@ -35,9 +35,10 @@ from productgen.catalog.demo import build_demo_catalog
 from productgen.catalog.fashion_mnist import FashionMNISTSource, load_fashion_mnist
 from productgen.catalog.ingest import ingest
 from productgen.conditioning import ConditionConfig, snapshot_conditions
+from productgen.devices import pick_device, uses_bf16
 from productgen.losses import Batch
 from productgen.snapshot import Snapshot
-from productgen.train import _build, pick_device, train, train_config, uses_bf16
+from productgen.train import _build, train, train_config
 
 
 def _snapshot(root: Path, rows: int, synthetic: bool) -> Path:
@@ -94,7 +95,7 @@ def baseline_images_per_s(snap: Path, config, steps: int, workers: int) -> float
 
     # _build only reads the condition width when there are no aux heads
     sizing = types.SimpleNamespace(conditions=torch.from_numpy(conditions), labels={}, vocabulary=None)
-    _, _, _, loss = _build(config, sizing, device, uses_bf16(config, device))
+    _, _, _, loss = _build(config, sizing, device, uses_bf16(config.amp, device))
     done, started = 0, None
     while done < steps:
         for x, c in loader:

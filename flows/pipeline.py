@@ -47,25 +47,29 @@ def ingest_flow(catalog: str, workdir: str = "build/pipeline") -> dict:
 
 @flow(name="encode")
 def encode_flow(
-    snapshot: str, workdir: str = "build/pipeline", task_runner: str = "none", shards: int = 0
+    snapshot: str,
+    workdir: str = "build/pipeline",
+    task_runner: str = "none",
+    shards: int = 0,
+    amp: str = "off",
 ) -> dict:
     """Embed every description of a snapshot (texts already embedded come from the cache).
 
     With a Dask task runner, shards bring their texts into the cache on the workers first.
+    amp: bf16 for the text model (productgen.devices.AMP_WORDS).
     """
     gone = not Snapshot(Path(snapshot)).encoded
     cache = str(Path(workdir) / "embedding-cache")
     if gone and (runner := runners.task_runner(task_runner)):
-        encode_shards_flow.with_options(task_runner=runner)(
-            snapshot, cache, runners.shard_count(task_runner, shards, Snapshot(Path(snapshot)).num_rows())
-        )
-    return encode_descriptions.with_options(refresh_cache=gone)(snapshot, cache)
+        count = runners.shard_count(task_runner, shards, Snapshot(Path(snapshot)).num_rows())
+        encode_shards_flow.with_options(task_runner=runner)(snapshot, cache, count, amp)
+    return encode_descriptions.with_options(refresh_cache=gone)(snapshot, cache, amp=amp)
 
 
 @flow(name="encode-shards")
-def encode_shards_flow(snapshot: str, cache: str, count: int) -> list[dict]:
+def encode_shards_flow(snapshot: str, cache: str, count: int, amp: str = "off") -> list[dict]:
     """Every shard's texts into the embedding cache, one task per shard."""
-    futures = [encode_shard.submit(snapshot, cache, index, count) for index in range(count)]
+    futures = [encode_shard.submit(snapshot, cache, index, count, amp=amp) for index in range(count)]
     return [f.result() for f in futures]
 
 
@@ -155,7 +159,7 @@ def nightly(params: NightlyParams) -> dict:
     logger = get_run_logger()
     ingested = ingest_flow(params.catalog, params.workdir)
     snapshot = ingested["snapshot"]
-    encoded = encode_flow(snapshot, params.workdir, params.task_runner, params.shards)
+    encoded = encode_flow(snapshot, params.workdir, params.task_runner, params.shards, params.encode_amp)
 
     reason = decide_retrain(params.retrain, params.dest, snapshot, params.create_bucket)
     promotion = None

@@ -21,6 +21,7 @@ from prefect.tasks import exponential_backoff
 
 from productgen import distributed
 from productgen.catalog.ingest import ingest_source, source_fingerprint
+from productgen.devices import AMP_WORDS
 from productgen.evaluate import EVALUATIONS, evaluate_baseline, evaluate_run
 from productgen.publish import PublishConfig, PublishSummary, finish_publish, publish
 from productgen.registry import (
@@ -86,12 +87,14 @@ def ingest_catalog(catalog: str, fingerprint: str, snapshot: str) -> dict:
 
 
 @task(cache_policy=INPUTS, **CACHED)
-def encode_descriptions(snapshot: str, cache_dir: str, model: str = DEFAULT_MODEL) -> dict:
+def encode_descriptions(snapshot: str, cache_dir: str, model: str = DEFAULT_MODEL, amp: str = "off") -> dict:
     """Embeddings for every description; only new or changed texts reach the model.
 
     Cached by the snapshot folder, which is named by its catalog's content fingerprint.
+    amp: bf16 for the text model (productgen.devices.AMP_WORDS).
     """
-    return encode_snapshot(Path(snapshot), Path(cache_dir), EncodeConfig(model=model)).to_json()
+    config = EncodeConfig(model=model, amp=AMP_WORDS[amp])
+    return encode_snapshot(Path(snapshot), Path(cache_dir), config).to_json()
 
 
 @task(**IO_RETRIES)
@@ -172,9 +175,11 @@ def promote_model(
 
 
 @task
-def encode_shard(snapshot: str, cache_dir: str, index: int, count: int, model: str = DEFAULT_MODEL) -> dict:
+def encode_shard(
+    snapshot: str, cache_dir: str, index: int, count: int, model: str = DEFAULT_MODEL, amp: str = "off"
+) -> dict:
     """One shard's descriptions into the embedding cache (the text model's work, fanned out)."""
-    config = EncodeConfig(model=model)
+    config = EncodeConfig(model=model, amp=AMP_WORDS[amp])
     return encode_snapshot(Path(snapshot), Path(cache_dir), config, shard=Shard(index, count)).to_json()
 
 

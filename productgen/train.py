@@ -23,6 +23,7 @@ from productgen import distributed
 from productgen.checkpoint import CheckpointError, flatten_optimizer, unflatten_optimizer
 from productgen.conditioning import PARTS, ConditionConfig
 from productgen.dataset import TrainingSet, load_training_set
+from productgen.devices import pick_device, uses_bf16
 from productgen.guard import GradientGuard, check_ratio
 from productgen.losses import Batch, GANLoss, LossWeights, VAEGANLoss, VAELoss
 from productgen.models import FAMILY_NETWORKS, Discriminator, ModelConfig, PatchDiscriminator
@@ -30,7 +31,7 @@ from productgen.runs import RunFolder, vocabulary_tensors
 from productgen.sheets import labelled_grid, save_png, to_uint8
 from productgen.snapshot import Snapshot
 
-__all__ = ["PRESETS", "Progress", "TrainConfig", "TrainResult", "pick_device", "train", "train_config"]
+__all__ = ["PRESETS", "Progress", "TrainConfig", "TrainResult", "train", "train_config"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class TrainConfig:
     weights: LossWeights = field(default_factory=LossWeights)
     loss: str | None = None  # the adversarial loss (losses.ADVERSARIAL); None: the family's own
     device: str | None = None  # None: CUDA when present, else MPS, else CPU
-    # bf16 autocast: true, false, or "auto": where the device computes bf16 natively (bf16_native)
+    # bf16 autocast: true, false, or "auto": where the device computes bf16 natively (devices.bf16_native)
     amp: bool | str = False
     channels_last: bool = False
     compile: bool = False
@@ -256,35 +257,6 @@ def lr_factor(used: float, warmdown: float) -> float:
     if not 0 <= warmdown <= 1:
         raise ValueError(f"lr_warmdown must be a share of the budget from 0 to 1, got {warmdown!r}")
     return 1.0 if warmdown == 0 else min(1.0, max(0.0, (1.0 - used) / warmdown))
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    """The requested device, else CUDA when present, else Apple's MPS, else the CPU."""
-    if requested:
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def bf16_native(device: torch.device) -> bool:
-    """Whether DEVICE computes bfloat16 in hardware, so that autocast to it saves time: a CUDA GPU
-    that supports it, or a CPU with AVX512-BF16 or AMX (elsewhere a CPU emulates bf16, slowly)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def uses_bf16(config: TrainConfig, device: torch.device) -> bool:
-    """Whether training autocasts to bf16 on DEVICE: config.amp, with "auto" read by bf16_native."""
-    if config.amp not in (True, False, "auto"):
-        raise ValueError(f'amp must be true, false or "auto", got {config.amp!r}')
-    return bf16_native(device) if config.amp == "auto" else bool(config.amp)
 
 
 def _build(config: TrainConfig, data: TrainingSet, device: torch.device, bf16: bool):
@@ -494,7 +466,7 @@ def train(
     if config.max_steps is None and config.max_minutes is None:
         raise ValueError("give --max-steps or --max-minutes: training needs an end")
     device = pick_device(config.device)
-    bf16 = uses_bf16(config, device)  # before the data loads: a bad setting fails at once
+    bf16 = uses_bf16(config.amp, device)  # before the data loads: a bad setting fails at once
     lr_factor(0.0, config.lr_warmdown)  # so does a bad warm-down
     if config.grad_clip != 0:
         check_ratio(config.grad_clip)  # and a bad guard

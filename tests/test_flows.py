@@ -14,6 +14,7 @@ from prefect.testing.utilities import prefect_test_harness
 from flows.params import NightlyParams
 from flows.pipeline import nightly
 from flows.serve import NIGHTLY, ServeSettings, deployments
+from productgen.snapshot import Snapshot
 from productgen.storage import S3Settings, open_store
 
 pytestmark = pytest.mark.slow  # a Prefect server per module: minutes, not seconds
@@ -102,10 +103,11 @@ def test_nothing_is_published_when_the_gate_refuses(
 ) -> None:
     params = NightlyParams(
         catalog=str(small_demo.catalog_parquet), dest="s3://refused/catalog", workdir=str(tmp_path / "work"),
-        max_minutes=0.05, judge_epochs=2, gate_minimum={"color_accuracy": 1.01},
+        max_minutes=0.05, judge_epochs=2, gate_minimum={"color_accuracy": 1.01}, encode_amp="on",
     )  # fmt: skip
     result = nightly(params)
     assert result["published"] is None and not result["promotion"]["promoted"]
+    assert json.loads(Snapshot(Path(result["snapshot"])).encode_path.read_text())["bf16"] is True
     assert "color_accuracy" in result["promotion"]["reasons"][0]
     store = open_store("s3://refused/catalog", s3_env)
     assert [o.key for o in store.list()] == ["models/history.jsonl"]  # the refusal, logged; no image

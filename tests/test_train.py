@@ -12,21 +12,13 @@ import torch
 from PIL import Image
 
 from productgen.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from productgen.devices import bf16_native, uses_bf16
 from productgen.losses import Batch, GANLoss, LossWeights, VAELoss
 from productgen.models import Discriminator, Generator, ModelConfig, VAEEncoder
 from productgen.models.augment import diff_augment
 from productgen.render import RenderPipeline, sample_sheet
 from productgen.runs import load_generator
-from productgen.train import (
-    PRESETS,
-    PROGRESS_EVERY,
-    Progress,
-    bf16_native,
-    lr_factor,
-    train,
-    train_config,
-    uses_bf16,
-)
+from productgen.train import PRESETS, PROGRESS_EVERY, Progress, lr_factor, train, train_config
 
 TINY = {"batch_size": 16, "g_ch": 8, "d_ch": 8, "z_dim": 16, "cond_dim": 32, "sample_every": 1000,
         "checkpoint_every": 1000}  # fmt: skip
@@ -239,11 +231,11 @@ def test_presets_and_overrides_fail_loudly_when_unknown() -> None:
     assert train_config("gpu").amp is True and train_config("cpu-demo").amp == "auto"
     # "auto": bf16 only where the hardware computes it (elsewhere a CPU emulates it, slower)
     cpu = torch.device("cpu")
-    assert uses_bf16(train_config("cpu-demo"), cpu) == bf16_native(cpu)
-    assert not uses_bf16(train_config("cpu-demo", amp=False), cpu)
+    assert uses_bf16(train_config("cpu-demo").amp, cpu) == bf16_native(cpu)
+    assert not uses_bf16(train_config("cpu-demo", amp=False).amp, cpu)
     assert not bf16_native(torch.device("meta"))
     with pytest.raises(ValueError, match='amp must be true, false or "auto"'):
-        uses_bf16(train_config("cpu-demo", amp="yes"), cpu)
+        uses_bf16(train_config("cpu-demo", amp="yes").amp, cpu)
     assert train_config("cpu-demo").family == "cvae" and train_config("gpu").family == "vaegan"
     assert train_config("cpu-demo", family="cgan").family == "cgan"
     assert not train_config("gpu", family="cvae").cond_augment
