@@ -111,16 +111,16 @@ class EncodeConfig:
 
 
 class TextEncoder:
-    """A sentence-transformers model: texts -> (N, D) float32, L2-normalised."""
+    """A sentence-transformers model: texts -> (N, D) float32, L2-normalised (bf16 inside with amp)."""
 
     def __init__(self, config: EncodeConfig) -> None:
         import torch
         import transformers
         from sentence_transformers import SentenceTransformer
 
-        transformers.utils.logging.disable_progress_bar()
-
         from productgen.devices import uses_bf16
+
+        transformers.utils.logging.disable_progress_bar()
 
         self.config = config
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
