@@ -94,6 +94,9 @@ class LossWeights:
     # the photos' 10 x 10 pixel patches from their reconstructions', and the decoder is asked to
     # fool it, the term balanced as recon_adv's; beside the classifier or instead of it; 0: off
     patch_adv: float = 0.0
+    # cVAE: the patch discriminator learns, and judges the reconstructions, every this many steps
+    # (from adv_start), the decoder's term from it scaled up to match, as classifier_every
+    patch_every: int = 1
     # VAE-GAN, and the cVAE's prior_adv / recon_adv / patch_adv: the step its adversarial (and
     # feature) terms start (VQGAN's disc_start)
     adv_start: int = 0
@@ -103,7 +106,7 @@ class LossWeights:
             raise ValueError(
                 f"adversarial loss must be one of {', '.join(ADVERSARIAL)}, got {self.adversarial!r}"
             )
-        for name in ("r1_every", "classifier_every"):
+        for name in ("r1_every", "classifier_every", "patch_every"):
             every = getattr(self, name)
             if not isinstance(every, int) or isinstance(every, bool) or every < 1:
                 raise ValueError(f"{name} must be a positive integer, got {every!r}")
@@ -258,6 +261,13 @@ def _named(anchors: LeCamAnchors | None) -> dict[str, nn.Module]:
     return {"lecam": anchors} if anchors is not None else {}
 
 
+def _pulled(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """A zero whose gradient with respect to x is `grad`: a term's gradient computed once (at x)
+    and then added to a loss, so its backward pass does not go through the term's network again."""
+    moved = (x * grad).sum()
+    return moved - moved.detach()
+
+
 def _vae_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).sum(1).mean()
 
@@ -381,6 +391,7 @@ class VAELoss:
         started = classify and batch.step >= self.w.adv_start
         judge_prior, judge_recon = started and self.w.prior_adv > 0, started and self.w.recon_adv > 0
         judge_patch = self.P is not None and batch.step >= self.w.adv_start
+        judge_patch = judge_patch and batch.step % self.w.patch_every == 0  # lazy too, if asked
         recon_first = judge_recon or judge_patch  # C / P learn from the reconstructions, detached
         # one pass of prior samples for both updates: C learns from them detached, and the
         # decoder's loss below goes through them (C's update does not touch the decoder's graph)
@@ -392,8 +403,8 @@ class VAELoss:
             mu, logvar, z, recon = self._reconstruct(batch)
         if judge_patch:
             self.opt_p.zero_grad(set_to_none=True)
-            with self.autocast:
-                real, fake = self.P(batch.images), self.P(recon.detach())
+            with self.autocast:  # one pass for both kinds: P has no batch statistics to mix
+                real, fake = self.P(torch.cat([batch.images, recon.detach()])).chunk(2)
                 out["p_loss"] = d_adversarial(self.w.adversarial, real, fake)
             out["p_loss"].backward()
             self.opt_p.step()
@@ -443,8 +454,12 @@ class VAELoss:
             if judge_patch:
                 with _frozen(self.P):
                     out["g_patch"] = g_adversarial(self.w.adversarial, self.P(recon))
-                out["patch_weight"] = self._balanced(rec, out["g_patch"])
-                loss = loss + self.w.patch_adv * out["patch_weight"] * out["g_patch"]
+                # one pass back through P, to the reconstruction: the balance and the update
+                # below both start from its gradient there (not two passes, one each)
+                (pull,) = torch.autograd.grad([out["g_patch"]], [recon])
+                out["patch_weight"] = self._balanced(rec, recon, pull)
+                weight = self.w.patch_adv * self.w.patch_every * out["patch_weight"]
+                loss = loss + weight * (out["g_patch"].detach() + _pulled(recon, pull))
         loss.backward()  # C and P were frozen for it: the decoder's loss never trains them
         self.opt.step()
         return {k: v.detach() for k, v in {"loss": loss, "recon": rec, "kl": kl, **out}.items()}
@@ -457,12 +472,16 @@ class VAELoss:
             self.G.latent.observe(mu, logvar)
             return mu, logvar, z, self.G.decode(z, batch.conditions, photo=photo[0] if photo else None)
 
-    def _balanced(self, rec: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+    def _balanced(
+        self, rec: torch.Tensor, adv: torch.Tensor, pull: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """VQGAN's adaptive weight: how much the adversarial term must be scaled for its gradient
-        at the decoder's last layer to match the pixel loss's (a constant: nothing trains through it)."""
+        at the decoder's last layer to match the pixel loss's (a constant: nothing trains through it).
+        adv: the adversarial term; or, with `pull`, the image whose gradient from that term it is."""
         last = self.G.out.weight
         g_rec = torch.autograd.grad([rec], [last], retain_graph=True)[0]
-        g_adv = torch.autograd.grad([adv], [last], retain_graph=True)[0]
+        grads = None if pull is None else [pull]
+        g_adv = torch.autograd.grad([adv], [last], grad_outputs=grads, retain_graph=True)[0]
         return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0, 1e4).detach()
 
     def networks(self) -> dict[str, nn.Module]:

@@ -265,6 +265,7 @@ def _build(config: TrainConfig, data: TrainingSet, device: torch.device, bf16: b
     cvae_only = {  # setting: (set, what it does, its "off")
         "patch_adv": (config.weights.patch_adv > 0, "trains the cVAE's patch discriminator", 0),
         "classifier_every": (config.weights.classifier_every != 1, "paces the cVAE's classifier", 1),
+        "patch_every": (config.weights.patch_every != 1, "paces the cVAE's patch discriminator", 1),
     }
     for name, (used, what, off) in cvae_only.items():
         if used and not cvae:

@@ -25,6 +25,7 @@ from productgen.losses import (
     _learn_prior,
     _lecam,
     _prior_samples,
+    _pulled,
     d_regulariser,
     g_adversarial,
 )
@@ -465,8 +466,70 @@ def test_the_patch_discriminator_judges_reconstructions_from_adv_start() -> None
     _assert_balanced(judged, G, lambda recon, batch: P(recon))
 
 
+def test_the_patch_terms_gradient_is_taken_once_and_is_the_terms_own() -> None:
+    """The decoder's patch term goes back through P once, to the image: the balance and the update
+    start from that gradient, and they equal what a pass of their own through P gives."""
+    torch.manual_seed(0)
+    P = PatchDiscriminator(CONFIG).requires_grad_(False)
+    weights = torch.randn(8, 3, 32, 32, requires_grad=True)  # stands for the decoder's parameters
+    image = torch.tanh(1.5 * weights)
+    term = g_adversarial("hinge", P(image))
+    (direct,) = torch.autograd.grad([term], [weights], retain_graph=True)
+    (pull,) = torch.autograd.grad([term], [image], retain_graph=True)
+    surrogate = _pulled(image, pull)
+    assert float(surrogate.detach()) == 0.0  # adds nothing to the loss's value
+    (once,) = torch.autograd.grad([surrogate], [weights])
+    assert torch.allclose(once, direct, atol=1e-7) and direct.abs().max() > 0
+
+    config = dataclasses.replace(CONFIG, family="cvae")
+    G, E = build_generator(config), VAEEncoder(config)
+    judged = VAELoss(G, E, torch.optim.Adam([*G.parameters(), *E.parameters()]), LossWeights(), patches=P)
+    batch = _batch()
+    recon = judged._reconstruct(batch)[3]
+    rec = F.l1_loss(recon, batch.images, reduction="none").sum((1, 2, 3)).mean()
+    adv = g_adversarial("hinge", P(recon))
+    (pull,) = torch.autograd.grad([adv], [recon], retain_graph=True)
+    assert torch.allclose(judged._balanced(rec, recon, pull), judged._balanced(rec, adv), rtol=1e-5)
+
+
+def test_the_patch_discriminator_runs_every_patch_every_steps_its_term_scaled_to_match() -> None:
+    """weights.patch_every: on the steps between, P neither learns nor judges (the step is the
+    cVAE's without it, bit for bit); on its steps, the step is the every-step one at that many
+    times the weight, P's update included."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(CONFIG, family="cvae")
+    networks = build_generator(config), VAEEncoder(config), PatchDiscriminator(config)
+
+    def loss_of(weights: LossWeights) -> VAELoss:
+        G, E, P = (copy.deepcopy(m) for m in networks)
+        judge = {"patches": P, "opt_p": torch.optim.Adam(P.parameters())} if weights.patch_adv else {}
+        return VAELoss(G, E, torch.optim.Adam([*G.parameters(), *E.parameters()]), weights, **judge)
+
+    def same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+        return all(
+            torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+        )
+
+    def step(loss: VAELoss, at: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(1)
+        return loss.step(_batch(step=at))
+
+    every_2nd = LossWeights(patch_adv=0.5, patch_every=2)
+    lazy, without = loss_of(every_2nd), loss_of(LossWeights())
+    metrics = step(lazy, 1)
+    step(without, 1)
+    assert same(lazy.G, without.G) and same(lazy.P, networks[2]) and "g_patch" not in metrics
+
+    lazy, doubled = loss_of(every_2nd), loss_of(LossWeights(patch_adv=1.0))
+    assert "g_patch" in step(lazy, 2)
+    step(doubled, 2)
+    assert same(lazy.G, doubled.G) and same(lazy.P, doubled.P) and not same(lazy.P, networks[2])
+    with pytest.raises(ValueError, match="patch_every must be a positive integer"):
+        LossWeights(patch_every=1.5)
+
+
 @pytest.mark.parametrize("family", ["cgan", "vaegan", "stylegan", "dcgan"])
-@pytest.mark.parametrize("weights", [{"patch_adv": 0.5}, {"classifier_every": 4}])
+@pytest.mark.parametrize("weights", [{"patch_adv": 0.5}, {"classifier_every": 4}, {"patch_every": 2}])
 def test_the_cvaes_own_options_are_refused_by_the_other_families(
     tiny_snapshot: Path, tmp_path: Path, family: str, weights: dict
 ) -> None:
