@@ -390,8 +390,9 @@ class VAELoss:
         classify = self.C is not None and batch.step % self.w.classifier_every == 0
         started = classify and batch.step >= self.w.adv_start
         judge_prior, judge_recon = started and self.w.prior_adv > 0, started and self.w.recon_adv > 0
-        judge_patch = self.P is not None and batch.step >= self.w.adv_start
-        judge_patch = judge_patch and batch.step % self.w.patch_every == 0  # lazy too, if asked
+        judge_patch = (  # from adv_start, on every patch_every-th step (lazy as the classifier)
+            self.P is not None and batch.step >= self.w.adv_start and batch.step % self.w.patch_every == 0
+        )
         recon_first = judge_recon or judge_patch  # C / P learn from the reconstructions, detached
         # one pass of prior samples for both updates: C learns from them detached, and the
         # decoder's loss below goes through them (C's update does not touch the decoder's graph)

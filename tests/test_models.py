@@ -202,6 +202,19 @@ def test_the_cvae_classifier_learns_from_photos_only_and_steers_the_prior_sample
     assert any(not torch.equal(a, b) for a, b in zip(G.parameters(), G2.parameters(), strict=True))
 
 
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Equal parameters and buffers, bit for bit."""
+    return all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+
+
+def _seeded_step(loss: VAELoss, at: int) -> dict[str, torch.Tensor]:
+    """One step of LOSS at global step AT on the same batch and noise as any other loss's."""
+    torch.manual_seed(1)
+    return loss.step(_batch(step=at))
+
+
 def test_the_cvae_classifier_runs_every_classifier_every_steps_its_terms_scaled_to_match() -> None:
     """weights.classifier_every: on the steps between, the classifier neither learns nor judges
     (the step is the cVAE's without it, bit for bit); on its steps, the decoder's term is the
@@ -215,23 +228,16 @@ def test_the_cvae_classifier_runs_every_classifier_every_steps_its_terms_scaled_
         judge = {"classifier": C, "opt_c": torch.optim.Adam(C.parameters())} if classifier else {}
         return VAELoss(G, E, torch.optim.Adam([*G.parameters(), *E.parameters()]), weights, **judge)
 
-    def same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-        return all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
-
-    def step(loss: VAELoss, at: int) -> dict[str, torch.Tensor]:
-        torch.manual_seed(1)
-        return loss.step(_batch(step=at))
-
     every_2nd = LossWeights(prior_aux=10.0, classifier_every=2)
     lazy, without = loss_of(every_2nd), loss_of(LossWeights(), classifier=False)
-    metrics = step(lazy, 1)
-    step(without, 1)
-    assert same(lazy.G, without.G) and same(lazy.C, networks[2]) and "g_aux" not in metrics
+    metrics = _seeded_step(lazy, 1)
+    _seeded_step(without, 1)
+    assert _same(lazy.G, without.G) and _same(lazy.C, networks[2]) and "g_aux" not in metrics
 
     lazy, doubled = loss_of(every_2nd), loss_of(LossWeights(prior_aux=20.0))
-    assert "g_aux" in step(lazy, 2)
-    step(doubled, 2)
-    assert same(lazy.G, doubled.G) and same(lazy.C, doubled.C) and not same(lazy.C, networks[2])
+    assert "g_aux" in _seeded_step(lazy, 2)
+    _seeded_step(doubled, 2)
+    assert _same(lazy.G, doubled.G) and _same(lazy.C, doubled.C) and not _same(lazy.C, networks[2])
     with pytest.raises(ValueError, match="classifier_every must be a positive integer"):
         LossWeights(classifier_every=0)
 
@@ -505,25 +511,16 @@ def test_the_patch_discriminator_runs_every_patch_every_steps_its_term_scaled_to
         judge = {"patches": P, "opt_p": torch.optim.Adam(P.parameters())} if weights.patch_adv else {}
         return VAELoss(G, E, torch.optim.Adam([*G.parameters(), *E.parameters()]), weights, **judge)
 
-    def same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-        return all(
-            torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
-        )
-
-    def step(loss: VAELoss, at: int) -> dict[str, torch.Tensor]:
-        torch.manual_seed(1)
-        return loss.step(_batch(step=at))
-
     every_2nd = LossWeights(patch_adv=0.5, patch_every=2)
     lazy, without = loss_of(every_2nd), loss_of(LossWeights())
-    metrics = step(lazy, 1)
-    step(without, 1)
-    assert same(lazy.G, without.G) and same(lazy.P, networks[2]) and "g_patch" not in metrics
+    metrics = _seeded_step(lazy, 1)
+    _seeded_step(without, 1)
+    assert _same(lazy.G, without.G) and _same(lazy.P, networks[2]) and "g_patch" not in metrics
 
     lazy, doubled = loss_of(every_2nd), loss_of(LossWeights(patch_adv=1.0))
-    assert "g_patch" in step(lazy, 2)
-    step(doubled, 2)
-    assert same(lazy.G, doubled.G) and same(lazy.P, doubled.P) and not same(lazy.P, networks[2])
+    assert "g_patch" in _seeded_step(lazy, 2)
+    _seeded_step(doubled, 2)
+    assert _same(lazy.G, doubled.G) and _same(lazy.P, doubled.P) and not _same(lazy.P, networks[2])
     with pytest.raises(ValueError, match="patch_every must be a positive integer"):
         LossWeights(patch_every=1.5)
 
